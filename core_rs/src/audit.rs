@@ -1,0 +1,129 @@
+//! Independent verification of a data directory (RK-8 "ledger imbalance"): recomputes everything
+//! from the journal in one read snapshot and reports every disagreement.
+use std::collections::{BTreeMap, HashMap};
+
+use crate::command::Entry;
+use crate::error::Result;
+use crate::model::*;
+use crate::store::*;
+
+#[derive(Debug, Default, Clone)]
+pub struct AuditReport {
+    pub entries: u64,
+    pub accounts: u64,
+    pub problems: Vec<String>,
+}
+
+pub fn audit(store: &Store) -> Result<AuditReport> {
+    let txn = store.read_txn()?;
+    let mut r = AuditReport::default();
+    let mut posted: HashMap<String, i64> = HashMap::new();
+    let mut prev = vec![0u8; 32];
+    let mut expect_seq = 1u64;
+    for item in store.journal.iter(&txn)? {
+        let (k, v) = item?;
+        let mut e: Entry = match decode(v) {
+            Ok(e) => e,
+            Err(err) => {
+                r.problems.push(format!("journal {k:?}: {err}"));
+                continue;
+            }
+        };
+        r.entries += 1;
+        if e.seq != expect_seq || k != seq_key(e.seq) {
+            r.problems.push(format!("journal entry {} out of sequence (expected {expect_seq})", e.seq));
+        }
+        expect_seq = e.seq + 1;
+        if e.ph != prev {
+            r.problems.push(format!("hash chain broken at entry {}: previous hash does not match", e.seq));
+        }
+        let h = std::mem::take(&mut e.h);
+        if e.compute_hash() != h {
+            r.problems.push(format!("entry {} was altered: its hash does not match its content", e.seq));
+        }
+        prev = h;
+        for p in &e.po {
+            if p.n <= 0 {
+                r.problems.push(format!("entry {} posts a non-positive amount", e.seq));
+            }
+            *posted.entry(p.from.clone()).or_default() -= p.n;
+            *posted.entry(p.to.clone()).or_default() += p.n;
+        }
+    }
+    // Σ per (programme, point type) over every account must be zero.
+    let mut sums: BTreeMap<(String, String), i64> = BTreeMap::new();
+    let mut programme_of: HashMap<String, String> = HashMap::new();
+    let mut held_by_type: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for item in store.accounts.iter(&txn)? {
+        let (k, v) = item?;
+        let key = String::from_utf8_lossy(k).into_owned();
+        let a: Account = decode(v)?;
+        r.accounts += 1;
+        let p = posted.remove(&key).unwrap_or(0);
+        if p != a.b {
+            r.problems.push(format!("account {key}: balance {} but its postings sum to {p}", a.b));
+        }
+        let parts = split_account(&key);
+        let (programme, t) = if is_system_account(&key) {
+            (parts[0].to_string(), parts[2].to_string())
+        } else {
+            let lots: i64 = a.lots.iter().map(|l| l.r).sum();
+            if lots != a.b {
+                r.problems.push(format!("account {key}: balance {} but its lots hold {lots}", a.b));
+            }
+            if a.lots.iter().any(|l| l.r <= 0 || l.r > l.a) {
+                r.problems.push(format!("account {key}: a lot has remaining outside 1..=amount"));
+            }
+            let m = parts[0].to_string();
+            let prog = match programme_of.get(&m) {
+                Some(p) => p.clone(),
+                None => match get::<Member>(&store.members, &txn, m.as_bytes())? {
+                    Some(mm) => {
+                        programme_of.insert(m.clone(), mm.programme.clone());
+                        mm.programme
+                    }
+                    None => {
+                        r.problems.push(format!("account {key}: no such member"));
+                        continue;
+                    }
+                },
+            };
+            (prog, parts[1].to_string())
+        };
+        if is_system_account(&key) && parts[1] == SystemAccount::Holds.name() {
+            *held_by_type.entry((programme.clone(), t.clone())).or_default() += a.b;
+        }
+        *sums.entry((programme, t)).or_default() += a.b;
+    }
+    for (key, p) in posted {
+        if p != 0 {
+            r.problems.push(format!("account {key}: postings sum to {p} but the account is missing"));
+        }
+    }
+    for ((prog, t), s) in &sums {
+        if *s != 0 {
+            r.problems.push(format!("programme {prog} point type {t}: accounts sum to {s}, not 0"));
+        }
+    }
+    // Open holds must account for exactly what the holds accounts hold.
+    let mut open: BTreeMap<(String, String), i64> = BTreeMap::new();
+    for item in store.holds.iter(&txn)? {
+        let (_, v) = item?;
+        let h: Hold = decode(v)?;
+        if h.state == HoldState::Open {
+            for c in &h.consumed {
+                *open.entry((h.programme.clone(), c.t.clone())).or_default() += c.n;
+            }
+        }
+    }
+    for (k, n) in &held_by_type {
+        let o = open.remove(k).unwrap_or(0);
+        if o != *n {
+            r.problems.push(format!("programme {} point type {}: holds account {n} but open holds {o}", k.0, k.1));
+        }
+    }
+    for (k, o) in open {
+        r.problems.push(format!("programme {} point type {}: open holds {o} without a holds account", k.0, k.1));
+    }
+    Ok(r)
+}

@@ -1,0 +1,156 @@
+//! Commands (the only way state changes), journal entries and receipts.
+use serde::{Deserialize, Serialize};
+
+use crate::model::*;
+
+/// Where and how a redemption happens (RD-1..5); carried by redeem and hold.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub channel: String,
+    pub merchant: String,
+    pub order_ref: String,
+    pub org: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    DefineProgramme { programme: String, name: String },
+    DefinePointType { programme: String, point_type: PointType },
+    OpenMember {
+        member: String,
+        programme: String,
+        phone: String,
+        id_hash: Option<String>,
+        org: Vec<String>,
+        tier: String,
+        kind: String,
+    },
+    Credit { member: String, point_type: String, amount: i64, effective_at: Option<Ms>, memo: String },
+    Redeem { member: String, point_type: Option<String>, amount: i64, order: Order },
+    Hold { member: String, point_type: Option<String>, amount: i64, ttl_ms: i64, order: Order },
+    Capture { hold: String, amount: Option<i64> },
+    Void { hold: String },
+    Transfer { from: String, to: String, point_type: String, amount: i64 },
+    Convert { member: String, from_type: String, to_type: String, amount: i64 },
+    /// Refund a redemption/capture (restores lots) or claw back a credit (RK-10, EH-9).
+    /// `amount` or `ratio` (num, den: floor(original × num / den)); neither = the whole rest.
+    Reverse { target: String, amount: Option<i64>, ratio: Option<(i64, i64)>, reason: String },
+    /// Void holds past their TTL and move lots past expiry to breakage, up to a bounded number
+    /// of accounts after `after` (an account key); the receipt's cursor continues the sweep.
+    Expire { as_of: Ms, after: Option<String> },
+    Freeze { member: String, reason: String },
+    Unfreeze { member: String, reason: String },
+}
+
+impl Command {
+    pub fn kind(&self) -> &'static str {
+        use Command::*;
+        match self {
+            DefineProgramme { .. } => "define_programme",
+            DefinePointType { .. } => "define_point_type",
+            OpenMember { .. } => "open_member",
+            Credit { .. } => "credit",
+            Redeem { .. } => "redeem",
+            Hold { .. } => "hold",
+            Capture { .. } => "capture",
+            Void { .. } => "void",
+            Transfer { .. } => "transfer",
+            Convert { .. } => "convert",
+            Reverse { .. } => "reverse",
+            Expire { .. } => "expire",
+            Freeze { .. } => "freeze",
+            Unfreeze { .. } => "unfreeze",
+        }
+    }
+
+    /// Idempotency fingerprint: the command's content, not its timestamp, so a client retrying
+    /// with a fresh clock still gets the original result.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        let bytes = rmp_serde::to_vec(self).expect("commands always serialize");
+        blake3::hash(&bytes).as_bytes()[..16].to_vec()
+    }
+}
+
+/// A command with its client-chosen id (the idempotency key) and its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub id: String,
+    pub at: Ms,
+    pub cmd: Command,
+}
+
+/// One immutable journal record. `h` = blake3 of the entry serialized with `h` absent; `ph` is
+/// the previous entry's `h`, so editing any entry breaks the chain (RK-8).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub v: u8,
+    pub seq: u64,
+    pub id: String,
+    /// index of this entry within its command (expire writes several)
+    pub n: u32,
+    pub at: Ms,
+    pub cmd: Command,
+    pub po: Vec<Posting>,
+    /// lots debited, in the order they were taken
+    pub used: Vec<Consumed>,
+    /// lots created (with their point type)
+    pub made: Vec<Consumed>,
+    pub amount: i64,
+    pub credited: i64,
+    pub cursor: Option<String>,
+    pub links: Vec<Link>,
+    #[serde(with = "serde_bytes")]
+    pub ph: Vec<u8>,
+    #[serde(with = "serde_bytes", default, skip_serializing_if = "Vec::is_empty")]
+    pub h: Vec<u8>,
+}
+
+impl Entry {
+    pub fn kind(&self) -> &'static str {
+        self.cmd.kind()
+    }
+    pub fn compute_hash(&self) -> Vec<u8> {
+        debug_assert!(self.h.is_empty());
+        let bytes = rmp_serde::to_vec_named(self).expect("entries always serialize");
+        blake3::hash(&bytes).as_bytes().to_vec()
+    }
+}
+
+/// What a successful command returns. `replayed` is true when the id had been applied before
+/// and this is the original result (AIP-155 semantics).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    pub id: String,
+    pub seq: u64,
+    pub kind: &'static str,
+    pub amount: i64,
+    pub credited: i64,
+    pub lots_used: Vec<(String, u64, i64)>,
+    pub lots_made: Vec<(String, u64, i64)>,
+    pub entries: u32,
+    pub cursor: Option<String>,
+    pub replayed: bool,
+}
+
+impl Receipt {
+    /// The receipt of a command from the entries it wrote (one, or one per account for expire).
+    pub fn from_entries(es: &[Entry], replayed: bool) -> Receipt {
+        let e = &es[0];
+        let slices = |pick: fn(&Entry) -> &Vec<Consumed>| {
+            es.iter().flat_map(|e| pick(e).iter().map(|c| (c.t.clone(), c.lot.i, c.n))).collect()
+        };
+        Receipt {
+            id: e.id.clone(),
+            seq: e.seq,
+            kind: e.kind(),
+            amount: es.iter().map(|e| e.amount).sum(),
+            credited: es.iter().map(|e| e.credited).sum(),
+            lots_used: slices(|e| &e.used),
+            lots_made: slices(|e| &e.made),
+            entries: es.len() as u32,
+            cursor: es[es.len() - 1].cursor.clone(),
+            replayed,
+        }
+    }
+}

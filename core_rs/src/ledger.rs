@@ -1,0 +1,774 @@
+//! The ledger state machine. Owned by the single writer thread: no locks, no shared mutation.
+//! Each command is validated and computed against a `Work` overlay first and written to the
+//! LMDB transaction only when it succeeded, so a refused command changes nothing even inside a
+//! group commit that other commands share.
+use std::collections::HashMap;
+
+use heed::{PutFlags, RwTxn};
+
+use crate::command::*;
+use crate::error::{invalid, LedgerError, Result};
+use crate::limits::*;
+use crate::model::*;
+use crate::store::*;
+
+pub struct Ledger {
+    pub store: Store,
+    programmes: HashMap<String, Programme>,
+    next_seq: u64,
+    last_hash: Vec<u8>,
+    next_lot: u64,
+}
+
+#[derive(Default)]
+struct Draft {
+    po: Vec<Posting>,
+    used: Vec<Consumed>,
+    made: Vec<Consumed>,
+    amount: i64,
+    credited: i64,
+    cursor: Option<String>,
+}
+
+/// Pending changes of one command (read-your-writes overlay over the write transaction).
+struct Work {
+    seq0: u64,
+    next_lot: u64,
+    accounts: Vec<(String, Account)>,
+    members: Vec<Member>,
+    holds: Vec<Hold>,
+    open_holds_put: Vec<Vec<u8>>,
+    open_holds_del: Vec<Vec<u8>>,
+    programmes: Vec<Programme>,
+    reversals: Vec<(u64, i64)>,
+    drafts: Vec<Draft>,
+}
+
+impl Work {
+    fn draft(&mut self) -> &mut Draft {
+        if self.drafts.is_empty() {
+            self.drafts.push(Draft::default());
+        }
+        self.drafts.last_mut().unwrap()
+    }
+    fn new_lot_id(&mut self) -> u64 {
+        self.next_lot += 1;
+        self.next_lot
+    }
+}
+
+const HEAD_KEY: &[u8] = b"head";
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Head {
+    v: u8,
+    next_lot: u64,
+}
+
+fn hold_index_key(expires_at: Ms, id: &str) -> Vec<u8> {
+    let mut k = ms_key(expires_at).to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+impl Ledger {
+    pub fn open(store: Store) -> Result<Ledger> {
+        let mut l = Ledger { store, programmes: HashMap::new(), next_seq: 1, last_hash: vec![0; 32], next_lot: 0 };
+        l.reload()?;
+        Ok(l)
+    }
+
+    /// (Re)load the writer's cached state from the committed store (after open or an abort).
+    pub fn reload(&mut self) -> Result<()> {
+        let txn = self.store.read_txn()?;
+        self.programmes.clear();
+        for item in self.store.programmes.iter(&txn)? {
+            let (_, v) = item?;
+            let p: Programme = decode(v)?;
+            self.programmes.insert(p.id.clone(), p);
+        }
+        match self.store.journal.last(&txn)? {
+            Some((_, v)) => {
+                let e: Entry = decode(v)?;
+                self.next_seq = e.seq + 1;
+                self.last_hash = e.h;
+            }
+            None => {
+                self.next_seq = 1;
+                self.last_hash = vec![0; 32];
+            }
+        }
+        self.next_lot = get::<Head>(&self.store.meta, &txn, HEAD_KEY)?.map_or(0, |h| h.next_lot);
+        Ok(())
+    }
+
+    /// Apply one command inside the group's write transaction.
+    pub fn apply(&mut self, txn: &mut RwTxn<'_>, env: &Envelope) -> Result<Receipt> {
+        check_id("command id", &env.id)?;
+        let fp = env.cmd.fingerprint();
+        if let Some(rec) = get::<IdemRecord>(&self.store.idempotency, txn, env.id.as_bytes())? {
+            if rec.h != fp {
+                return Err(LedgerError::IdempotencyConflict(env.id.clone()));
+            }
+            let entries = self.entries(txn, rec.seq, rec.n)?;
+            return Ok(Receipt::from_entries(&entries, true));
+        }
+        let mut w = Work {
+            seq0: self.next_seq,
+            next_lot: self.next_lot,
+            accounts: vec![],
+            members: vec![],
+            holds: vec![],
+            open_holds_put: vec![],
+            open_holds_del: vec![],
+            programmes: vec![],
+            reversals: vec![],
+            drafts: vec![],
+        };
+        self.run(txn, &mut w, env)?;
+        if w.drafts.is_empty() {
+            w.drafts.push(Draft::default());
+        }
+        let entries = self.flush(txn, w, env, fp)?;
+        Ok(Receipt::from_entries(&entries, false))
+    }
+
+    fn entries(&self, txn: &RwTxn<'_>, seq: u64, n: u32) -> Result<Vec<Entry>> {
+        (seq..seq + n as u64)
+            .map(|s| {
+                get::<Entry>(&self.store.journal, txn, &seq_key(s))?
+                    .ok_or_else(|| LedgerError::Storage(format!("journal entry {s} missing")))
+            })
+            .collect()
+    }
+
+    // ----- reads through the overlay -----
+
+    fn programme(&self, w: &Work, id: &str) -> Result<Programme> {
+        if let Some(p) = w.programmes.iter().rev().find(|p| p.id == id) {
+            return Ok(p.clone());
+        }
+        self.programmes.get(id).cloned().ok_or_else(|| LedgerError::UnknownProgramme(id.to_string()))
+    }
+
+    fn programme_ref<'a>(&'a self, id: &str) -> Result<&'a Programme> {
+        self.programmes.get(id).ok_or_else(|| LedgerError::UnknownProgramme(id.to_string()))
+    }
+
+    fn member(&self, txn: &RwTxn<'_>, w: &Work, id: &str) -> Result<Member> {
+        if let Some(m) = w.members.iter().rev().find(|m| m.id == id) {
+            return Ok(m.clone());
+        }
+        check_id("member id", id)?;
+        get::<Member>(&self.store.members, txn, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownMember(id.to_string()))
+    }
+
+    fn acct(&self, txn: &RwTxn<'_>, w: &mut Work, key: &str) -> Result<usize> {
+        if let Some(i) = w.accounts.iter().position(|(k, _)| k == key) {
+            return Ok(i);
+        }
+        let a = get::<Account>(&self.store.accounts, txn, key.as_bytes())?
+            .unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() });
+        w.accounts.push((key.to_string(), a));
+        Ok(w.accounts.len() - 1)
+    }
+
+    fn post(&self, txn: &RwTxn<'_>, w: &mut Work, t: &str, from: &str, to: &str, n: i64) -> Result<()> {
+        debug_assert!(n > 0);
+        let f = self.acct(txn, w, from)?;
+        let d = self.acct(txn, w, to)?;
+        let fb = w.accounts[f].1.b.checked_sub(n).ok_or_else(|| LedgerError::LimitExceeded("balance overflow".into()))?;
+        let db = w.accounts[d].1.b.checked_add(n).ok_or_else(|| LedgerError::LimitExceeded("balance overflow".into()))?;
+        w.accounts[f].1.b = fb;
+        w.accounts[d].1.b = db;
+        w.draft().po.push(Posting { t: t.to_string(), from: from.to_string(), to: to.to_string(), n });
+        Ok(())
+    }
+
+    fn hold_rec(&self, txn: &RwTxn<'_>, w: &Work, id: &str) -> Result<Hold> {
+        if let Some(h) = w.holds.iter().rev().find(|h| h.id == id) {
+            return Ok(h.clone());
+        }
+        check_id("hold id", id)?;
+        get::<Hold>(&self.store.holds, txn, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownHold(id.to_string()))
+    }
+
+    // ----- lots -----
+
+    fn insert_lot(acct: &mut Account, lot: Lot) -> Result<()> {
+        if acct.lots.len() >= LOTS_PER_ACCOUNT_MAX {
+            return Err(LedgerError::LimitExceeded(format!("an account holds at most {LOTS_PER_ACCOUNT_MAX} lots")));
+        }
+        let key = lot.fefo_key();
+        let pos = acct.lots.partition_point(|l| l.fefo_key() < key);
+        acct.lots.insert(pos, lot);
+        Ok(())
+    }
+
+    /// Put `n` points of a consumed slice back into its lot, keeping the original expiry.
+    fn restore(acct: &mut Account, c: &Consumed, n: i64) -> Result<()> {
+        if let Some(l) = acct.lots.iter_mut().find(|l| l.i == c.lot.i) {
+            l.r += n;
+            return Ok(());
+        }
+        Self::insert_lot(acct, Lot { r: n, ..c.lot.clone() })
+    }
+
+    /// Take `amount` from the accounts `(type, key)` in order, earliest expiry first within each
+    /// (RD-12, EX-11). `spendable_only` excludes pending and expired lots. Refuses (changing
+    /// nothing) when the lots do not cover the amount (RD-8, RD-13).
+    fn take(&self, txn: &RwTxn<'_>, w: &mut Work, accts: &[(String, String)], amount: i64, now: Ms, spendable_only: bool) -> Result<Vec<Consumed>> {
+        let mut idx = Vec::with_capacity(accts.len());
+        let mut available: i64 = 0;
+        for (t, key) in accts {
+            let i = self.acct(txn, w, key)?;
+            available += w.accounts[i].1.lots.iter().filter(|l| !spendable_only || l.spendable_at(now)).map(|l| l.r).sum::<i64>();
+            idx.push((t.clone(), i));
+        }
+        if available < amount {
+            return Err(LedgerError::InsufficientPoints { requested: amount, available });
+        }
+        let mut left = amount;
+        let mut used = vec![];
+        for (t, i) in idx {
+            let acct = &mut w.accounts[i].1;
+            for lot in acct.lots.iter_mut() {
+                if left == 0 {
+                    break;
+                }
+                if lot.r == 0 || (spendable_only && !lot.spendable_at(now)) {
+                    continue;
+                }
+                let n = lot.r.min(left);
+                used.push(Consumed { t: t.clone(), lot: lot.clone(), n });
+                lot.r -= n;
+                left -= n;
+            }
+            acct.lots.retain(|l| l.r > 0);
+        }
+        debug_assert_eq!(left, 0);
+        Ok(used)
+    }
+
+    /// Member accounts to debit, in spending order: one type, or all of the programme's by priority.
+    fn debit_accounts(p: &Programme, member: &str, point_type: &Option<String>) -> Result<Vec<(String, String)>> {
+        Ok(match point_type {
+            Some(t) => vec![(p.point_type(t)?.id.clone(), member_account(member, t))],
+            None => p.types.iter().map(|t| (t.id.clone(), member_account(member, &t.id))).collect(),
+        })
+    }
+
+    fn check_order(p: &Programme, point_type: &Option<String>, amount: i64, order: &Order) -> Result<()> {
+        check_amount(amount)?;
+        for (what, s) in [("channel", &order.channel), ("merchant", &order.merchant), ("order_ref", &order.order_ref), ("org", &order.org)] {
+            check_text(what, s)?;
+        }
+        match point_type {
+            Some(t) => p.point_type(t)?.cash.check_order(amount),
+            None => p.types.iter().try_for_each(|t| t.cash.check_order(amount)),
+        }
+    }
+
+    fn active_member(&self, txn: &RwTxn<'_>, w: &Work, id: &str) -> Result<Member> {
+        let m = self.member(txn, w, id)?;
+        if m.status == MemberStatus::Frozen {
+            return Err(LedgerError::MemberFrozen(id.to_string()));
+        }
+        Ok(m)
+    }
+
+    // ----- commands -----
+
+    fn run(&self, txn: &RwTxn<'_>, w: &mut Work, env: &Envelope) -> Result<()> {
+        let at = env.at;
+        match &env.cmd {
+            Command::DefineProgramme { programme, name } => {
+                check_id("programme id", programme)?;
+                check_text("name", name)?;
+                if self.programmes.contains_key(programme) {
+                    return Err(LedgerError::AlreadyExists(format!("programme {programme:?} exists")));
+                }
+                w.programmes.push(Programme { v: SCHEMA_VERSION, id: programme.clone(), name: name.clone(), types: vec![] });
+            }
+            Command::DefinePointType { programme, point_type } => {
+                let mut p = self.programme(w, programme)?;
+                check_id("point type id", &point_type.id)?;
+                point_type.validity.check()?;
+                point_type.cash.check()?;
+                for c in &point_type.convert_to {
+                    check_id("convert target", &c.to)?;
+                    if c.num <= 0 || c.den <= 0 || c.num > RATE_TERM_MAX || c.den > RATE_TERM_MAX {
+                        return invalid(format!("convert rate terms must be 1..={RATE_TERM_MAX}"));
+                    }
+                }
+                if p.types.iter().any(|t| t.id == point_type.id) {
+                    return Err(LedgerError::AlreadyExists(format!("point type {:?} exists", point_type.id)));
+                }
+                if p.types.len() >= POINT_TYPES_PER_PROGRAMME_MAX {
+                    return Err(LedgerError::LimitExceeded(format!("at most {POINT_TYPES_PER_PROGRAMME_MAX} point types")));
+                }
+                p.types.push(point_type.clone());
+                p.types.sort_by(|a, b| (a.priority, &a.id).cmp(&(b.priority, &b.id)));
+                w.programmes.push(p);
+            }
+            Command::OpenMember { member, programme, phone, id_hash, org, tier, kind } => {
+                check_id("member id", member)?;
+                self.programme_ref(programme)?;
+                for s in [phone, tier, kind].into_iter().chain(org.iter()) {
+                    check_text("member field", s)?;
+                }
+                if org.len() > 4 {
+                    return invalid("organisation path is province/city/county/outlet (at most 4 parts)");
+                }
+                match self.member(txn, w, member) {
+                    Err(LedgerError::UnknownMember(_)) => {}
+                    Ok(_) => return Err(LedgerError::AlreadyExists(format!("member {member:?} exists"))),
+                    Err(e) => return Err(e),
+                }
+                w.members.push(Member {
+                    v: SCHEMA_VERSION,
+                    id: member.clone(),
+                    programme: programme.clone(),
+                    phone: phone.clone(),
+                    id_hash: id_hash.clone(),
+                    org: org.clone(),
+                    tier: tier.clone(),
+                    kind: kind.clone(),
+                    status: MemberStatus::Active,
+                    created_at: at,
+                });
+            }
+            Command::Credit { member, point_type, amount, effective_at, memo } => {
+                check_amount(*amount)?;
+                check_text("memo", memo)?;
+                let m = self.member(txn, w, member)?;
+                let p = self.programme_ref(&m.programme)?;
+                let t = p.point_type(point_type)?;
+                let eff = effective_at.unwrap_or(at);
+                if eff < at {
+                    return invalid("effective_at must not be before the command time");
+                }
+                let key = member_account(member, point_type);
+                let i = self.acct(txn, w, &key)?;
+                let lot = Lot { i: w.new_lot_id(), r: *amount, a: *amount, e: at, x: t.validity.expiry(at), f: eff, s: w.seq0 };
+                Self::insert_lot(&mut w.accounts[i].1, lot.clone())?;
+                self.post(txn, w, point_type, &system_account(&p.id, SystemAccount::Issuance, point_type), &key, *amount)?;
+                let d = w.draft();
+                d.made.push(Consumed { t: point_type.clone(), lot, n: *amount });
+                d.amount = *amount;
+            }
+            Command::Redeem { member, point_type, amount, order } => {
+                let m = self.active_member(txn, w, member)?;
+                let p = self.programme_ref(&m.programme)?;
+                Self::check_order(p, point_type, *amount, order)?;
+                let accts = Self::debit_accounts(p, member, point_type)?;
+                let used = self.take(txn, w, &accts, *amount, at, true)?;
+                for c in &used {
+                    self.post(txn, w, &c.t, &member_account(member, &c.t), &system_account(&p.id, SystemAccount::Redemption, &c.t), c.n)?;
+                }
+                let d = w.draft();
+                d.used = used;
+                d.amount = *amount;
+            }
+            Command::Hold { member, point_type, amount, ttl_ms, order } => {
+                if !(HOLD_TTL_MS_MIN..=HOLD_TTL_MS_MAX).contains(ttl_ms) {
+                    return invalid(format!("ttl_ms must be {HOLD_TTL_MS_MIN}..={HOLD_TTL_MS_MAX}"));
+                }
+                let m = self.active_member(txn, w, member)?;
+                let p = self.programme_ref(&m.programme)?;
+                Self::check_order(p, point_type, *amount, order)?;
+                if get::<Hold>(&self.store.holds, txn, env.id.as_bytes())?.is_some() {
+                    return Err(LedgerError::AlreadyExists(format!("hold {:?} exists", env.id)));
+                }
+                let accts = Self::debit_accounts(p, member, point_type)?;
+                let used = self.take(txn, w, &accts, *amount, at, true)?;
+                for c in &used {
+                    let key = member_account(member, &c.t);
+                    self.post(txn, w, &c.t, &key, &system_account(&p.id, SystemAccount::Holds, &c.t), c.n)?;
+                    let i = self.acct(txn, w, &key)?;
+                    w.accounts[i].1.hd += c.n;
+                }
+                let expires_at = at + ttl_ms;
+                w.open_holds_put.push(hold_index_key(expires_at, &env.id));
+                w.holds.push(Hold {
+                    v: SCHEMA_VERSION,
+                    id: env.id.clone(),
+                    member: member.clone(),
+                    programme: p.id.clone(),
+                    amount: *amount,
+                    captured: 0,
+                    state: HoldState::Open,
+                    expires_at,
+                    seq: w.seq0,
+                    consumed: used.clone(),
+                });
+                let d = w.draft();
+                d.used = used;
+                d.amount = *amount;
+            }
+            Command::Capture { hold, amount } => {
+                let mut h = self.hold_rec(txn, w, hold)?;
+                if h.state != HoldState::Open {
+                    return Err(LedgerError::HoldNotOpen { id: hold.clone(), state: h.state.name().into() });
+                }
+                if at >= h.expires_at {
+                    return Err(LedgerError::HoldExpired(hold.clone()));
+                }
+                self.active_member(txn, w, &h.member)?;
+                let n = amount.unwrap_or(h.amount);
+                check_amount(n)?;
+                if n > h.amount {
+                    return invalid(format!("capture {n} exceeds the hold's {}", h.amount));
+                }
+                let (captured, released) = split_slices(&h.consumed, n);
+                for c in &captured {
+                    self.post(txn, w, &c.t, &system_account(&h.programme, SystemAccount::Holds, &c.t), &system_account(&h.programme, SystemAccount::Redemption, &c.t), c.n)?;
+                }
+                self.release(txn, w, &h, &released)?;
+                self.unpin(txn, w, &h)?;
+                h.state = HoldState::Captured;
+                h.captured = n;
+                w.open_holds_del.push(hold_index_key(h.expires_at, &h.id));
+                w.holds.push(h);
+                let d = w.draft();
+                d.used = captured;
+                d.amount = n;
+            }
+            Command::Void { hold } => {
+                let h = self.hold_rec(txn, w, hold)?;
+                if h.state != HoldState::Open {
+                    return Err(LedgerError::HoldNotOpen { id: hold.clone(), state: h.state.name().into() });
+                }
+                self.void_hold(txn, w, h)?;
+            }
+            Command::Transfer { from, to, point_type, amount } => {
+                check_amount(*amount)?;
+                if from == to {
+                    return invalid("cannot transfer to the same member");
+                }
+                let a = self.active_member(txn, w, from)?;
+                let b = self.member(txn, w, to)?;
+                if a.programme != b.programme {
+                    return invalid("members belong to different programmes");
+                }
+                let p = self.programme_ref(&a.programme)?;
+                if !p.point_type(point_type)?.transferable {
+                    return Err(LedgerError::NotTransferable(point_type.clone()));
+                }
+                let src = member_account(from, point_type);
+                let dst = member_account(to, point_type);
+                let used = self.take(txn, w, &[(point_type.clone(), src.clone())], *amount, at, true)?;
+                // The receiver's lots keep the sender's expiry: a gift never extends validity.
+                let mut made = vec![];
+                let di = self.acct(txn, w, &dst)?;
+                for c in &used {
+                    let lot = Lot { i: w.new_lot_id(), r: c.n, a: c.n, e: c.lot.e, x: c.lot.x, f: at, s: w.seq0 };
+                    Self::insert_lot(&mut w.accounts[di].1, lot.clone())?;
+                    made.push(Consumed { t: point_type.clone(), lot, n: c.n });
+                }
+                self.post(txn, w, point_type, &src, &dst, *amount)?;
+                let d = w.draft();
+                d.used = used;
+                d.made = made;
+                d.amount = *amount;
+            }
+            Command::Convert { member, from_type, to_type, amount } => {
+                check_amount(*amount)?;
+                let m = self.active_member(txn, w, member)?;
+                let p = self.programme_ref(&m.programme)?;
+                let ft = p.point_type(from_type)?;
+                let tt = p.point_type(to_type)?;
+                let rate = ft.convert_to.iter().find(|c| &c.to == to_type).ok_or_else(|| {
+                    LedgerError::InvalidArgument(format!("{from_type:?} cannot be converted to {to_type:?}"))
+                })?;
+                let credited = ((*amount as i128 * rate.num as i128) / rate.den as i128) as i64;
+                if credited <= 0 {
+                    return invalid(format!("{amount} {from_type} converts to zero {to_type}"));
+                }
+                check_amount(credited)?;
+                let src = member_account(member, from_type);
+                let dst = member_account(member, to_type);
+                let used = self.take(txn, w, &[(from_type.clone(), src.clone())], *amount, at, true)?;
+                self.post(txn, w, from_type, &src, &system_account(&p.id, SystemAccount::Conversion, from_type), *amount)?;
+                let lot = Lot { i: w.new_lot_id(), r: credited, a: credited, e: at, x: tt.validity.expiry(at), f: at, s: w.seq0 };
+                let di = self.acct(txn, w, &dst)?;
+                Self::insert_lot(&mut w.accounts[di].1, lot.clone())?;
+                self.post(txn, w, to_type, &system_account(&p.id, SystemAccount::Conversion, to_type), &dst, credited)?;
+                let d = w.draft();
+                d.used = used;
+                d.made = vec![Consumed { t: to_type.clone(), lot, n: credited }];
+                d.amount = *amount;
+                d.credited = credited;
+            }
+            Command::Reverse { target, amount, ratio, reason } => self.reverse(txn, w, at, target, *amount, *ratio, reason)?,
+            Command::Expire { as_of, after } => self.expire(txn, w, *as_of, after)?,
+            Command::Freeze { member, reason } | Command::Unfreeze { member, reason } => {
+                check_text("reason", reason)?;
+                let mut m = self.member(txn, w, member)?;
+                m.status = if matches!(env.cmd, Command::Freeze { .. }) { MemberStatus::Frozen } else { MemberStatus::Active };
+                w.members.push(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Return released hold slices to the member's lots (holds → member).
+    fn release(&self, txn: &RwTxn<'_>, w: &mut Work, h: &Hold, slices: &[Consumed]) -> Result<()> {
+        for c in slices {
+            let key = member_account(&h.member, &c.t);
+            self.post(txn, w, &c.t, &system_account(&h.programme, SystemAccount::Holds, &c.t), &key, c.n)?;
+            let i = self.acct(txn, w, &key)?;
+            Self::restore(&mut w.accounts[i].1, c, c.n)?;
+        }
+        Ok(())
+    }
+
+    fn unpin(&self, txn: &RwTxn<'_>, w: &mut Work, h: &Hold) -> Result<()> {
+        for c in &h.consumed {
+            let i = self.acct(txn, w, &member_account(&h.member, &c.t))?;
+            w.accounts[i].1.hd -= c.n;
+        }
+        Ok(())
+    }
+
+    fn void_hold(&self, txn: &RwTxn<'_>, w: &mut Work, mut h: Hold) -> Result<()> {
+        self.release(txn, w, &h, &h.consumed.clone())?;
+        self.unpin(txn, w, &h)?;
+        h.state = HoldState::Voided;
+        w.open_holds_del.push(hold_index_key(h.expires_at, &h.id));
+        let d = w.draft();
+        d.amount = h.amount;
+        d.used = h.consumed.clone();
+        w.holds.push(h);
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn reverse(&self, txn: &RwTxn<'_>, w: &mut Work, at: Ms, target: &str, amount: Option<i64>, ratio: Option<(i64, i64)>, reason: &str) -> Result<()> {
+        check_id("target id", target)?;
+        check_text("reason", reason)?;
+        let rec = get::<IdemRecord>(&self.store.idempotency, txn, target.as_bytes())?
+            .ok_or_else(|| LedgerError::UnknownEntry(target.to_string()))?;
+        let e: Entry = get(&self.store.journal, txn, &seq_key(rec.seq))?
+            .ok_or_else(|| LedgerError::Storage(format!("journal entry {} missing", rec.seq)))?;
+        let original = match &e.cmd {
+            Command::Credit { .. } | Command::Redeem { .. } | Command::Capture { .. } => e.amount,
+            other => return Err(LedgerError::NotReversible(format!("a {} cannot be reversed", other.kind()))),
+        };
+        let done: i64 = match w.reversals.iter().rev().find(|(s, _)| *s == e.seq) {
+            Some((_, n)) => *n,
+            None => get::<i64>(&self.store.reversals, txn, &seq_key(e.seq))?.unwrap_or(0),
+        };
+        let left = original - done;
+        let n = match (amount, ratio) {
+            (Some(_), Some(_)) => return invalid("give amount or ratio, not both"),
+            (Some(a), None) => a,
+            (None, Some((num, den))) => {
+                if num <= 0 || den <= 0 || num > den {
+                    return invalid("ratio must be num/den with 0 < num <= den");
+                }
+                ((original as i128 * num as i128) / den as i128) as i64
+            }
+            (None, None) => left,
+        };
+        check_amount(n)?;
+        if n > left {
+            return invalid(format!("reversal of {n} exceeds the {left} points left to reverse on {target:?}"));
+        }
+        let member = match &e.cmd {
+            Command::Credit { member, .. } | Command::Redeem { member, .. } => member.clone(),
+            _ => self.hold_rec(txn, w, match &e.cmd { Command::Capture { hold, .. } => hold, _ => unreachable!() })?.member,
+        };
+        let m = self.member(txn, w, &member)?;
+        match &e.cmd {
+            Command::Credit { point_type, .. } => {
+                // Clawback (RK-10): the credited lot first, then the rest earliest-expiry first.
+                let key = member_account(&member, point_type);
+                let i = self.acct(txn, w, &key)?;
+                let lot_id = e.made[0].lot.i;
+                if let Some(pos) = w.accounts[i].1.lots.iter().position(|l| l.i == lot_id) {
+                    let lot = w.accounts[i].1.lots.remove(pos);
+                    w.accounts[i].1.lots.insert(0, lot);
+                }
+                let used = self.take(txn, w, &[(point_type.clone(), key.clone())], n, at, false);
+                let i = self.acct(txn, w, &key)?;
+                w.accounts[i].1.lots.sort_by_key(|l| l.fefo_key());
+                let used = used?;
+                self.post(txn, w, point_type, &key, &system_account(&m.programme, SystemAccount::Issuance, point_type), n)?;
+                w.draft().used = used;
+            }
+            _ => {
+                // Refund: restore the consumed lots, last taken first, with their original expiry.
+                let mut skip = done;
+                let mut left = n;
+                let mut restored = vec![];
+                for c in e.used.iter().rev() {
+                    let s = skip.min(c.n);
+                    skip -= s;
+                    let k = (c.n - s).min(left);
+                    if k == 0 {
+                        continue;
+                    }
+                    left -= k;
+                    let key = member_account(&member, &c.t);
+                    self.post(txn, w, &c.t, &system_account(&m.programme, SystemAccount::Redemption, &c.t), &key, k)?;
+                    let i = self.acct(txn, w, &key)?;
+                    Self::restore(&mut w.accounts[i].1, c, k)?;
+                    restored.push(Consumed { t: c.t.clone(), lot: c.lot.clone(), n: k });
+                }
+                debug_assert_eq!(left, 0);
+                w.draft().made = restored;
+            }
+        }
+        w.reversals.push((e.seq, done + n));
+        w.draft().amount = n;
+        Ok(())
+    }
+
+    fn expire(&self, txn: &RwTxn<'_>, w: &mut Work, as_of: Ms, after: &Option<String>) -> Result<()> {
+        // Holds past their TTL void themselves first, so their points can expire too.
+        let mut due = vec![];
+        for item in self.store.open_holds.iter(txn)? {
+            let (k, _) = item?;
+            if k[..8] > ms_key(as_of)[..] || due.len() >= EXPIRE_ACCOUNTS_PER_COMMAND_MAX {
+                break;
+            }
+            due.push(String::from_utf8_lossy(&k[8..]).into_owned());
+        }
+        for id in due {
+            let h = self.hold_rec(txn, w, &id)?;
+            w.drafts.push(Draft::default());
+            self.void_hold(txn, w, h)?;
+        }
+        let mut touched = 0;
+        let mut cursor = None;
+        let start = after.clone().unwrap_or_default();
+        let mut expired: Vec<(String, Vec<Lot>)> = vec![];
+        for item in self.store.accounts.range(txn, &(std::ops::Bound::Excluded(start.as_bytes()), std::ops::Bound::Unbounded))? {
+            let (k, v) = item?;
+            let key = std::str::from_utf8(k).map_err(|_| LedgerError::Storage("non-utf8 account key".into()))?;
+            if is_system_account(key) {
+                continue;
+            }
+            let a: Account = decode(v)?;
+            let lots: Vec<Lot> = a.lots.into_iter().filter(|l| l.x.is_some_and(|x| x <= as_of)).collect();
+            if !lots.is_empty() {
+                if touched == EXPIRE_ACCOUNTS_PER_COMMAND_MAX {
+                    cursor = expired.last().map(|(k, _)| k.clone());
+                    break;
+                }
+                touched += 1;
+                expired.push((key.to_string(), lots));
+            }
+        }
+        for (key, lots) in expired {
+            let parts = split_account(&key);
+            let (member, t) = (parts[0], parts[1]);
+            let m = self.member(txn, w, member)?;
+            w.drafts.push(Draft::default());
+            let i = self.acct(txn, w, &key)?;
+            w.accounts[i].1.lots.retain(|l| !lots.iter().any(|x| x.i == l.i));
+            let n: i64 = lots.iter().map(|l| l.r).sum();
+            self.post(txn, w, t, &key, &system_account(&m.programme, SystemAccount::Breakage, t), n)?;
+            let d = w.draft();
+            d.used = lots.into_iter().map(|l| Consumed { t: t.to_string(), n: l.r, lot: l }).collect();
+            d.amount = n;
+        }
+        if w.drafts.is_empty() {
+            w.drafts.push(Draft::default());
+        }
+        w.drafts.last_mut().unwrap().cursor = cursor;
+        Ok(())
+    }
+
+    // ----- writing -----
+
+    fn flush(&mut self, txn: &mut RwTxn<'_>, mut w: Work, env: &Envelope, fp: Vec<u8>) -> Result<Vec<Entry>> {
+        let mut entries = Vec::with_capacity(w.drafts.len());
+        for (n, d) in std::mem::take(&mut w.drafts).into_iter().enumerate() {
+            let seq = w.seq0 + n as u64;
+            debug_assert_eq!(seq, self.next_seq);
+            // History chain: each member account touched remembers this entry as its newest.
+            let mut links: Vec<Link> = vec![];
+            for p in &d.po {
+                for key in [&p.from, &p.to] {
+                    if is_system_account(key) || links.iter().any(|l| &l.acct == key) {
+                        continue;
+                    }
+                    let i = w.accounts.iter().position(|(k, _)| k == key).expect("posted accounts are loaded");
+                    links.push(Link { acct: key.clone(), prev: w.accounts[i].1.ls });
+                    w.accounts[i].1.ls = seq;
+                }
+            }
+            let mut e = Entry {
+                v: SCHEMA_VERSION,
+                seq,
+                id: env.id.clone(),
+                n: n as u32,
+                at: env.at,
+                cmd: env.cmd.clone(),
+                po: d.po,
+                used: d.used,
+                made: d.made,
+                amount: d.amount,
+                credited: d.credited,
+                cursor: d.cursor,
+                links,
+                ph: std::mem::take(&mut self.last_hash),
+                h: vec![],
+            };
+            e.h = e.compute_hash();
+            self.last_hash = e.h.clone();
+            self.next_seq = seq + 1;
+            self.store.journal.put_with_flags(txn, PutFlags::APPEND, &seq_key(seq), &encode(&e))?;
+            entries.push(e);
+        }
+        for (k, a) in &w.accounts {
+            debug_assert!(is_system_account(k) || a.b == a.lots.iter().map(|l| l.r).sum::<i64>(), "lots = balance for {k}");
+            put(&self.store.accounts, txn, k.as_bytes(), a)?;
+        }
+        for m in &w.members {
+            put(&self.store.members, txn, m.id.as_bytes(), m)?;
+        }
+        for h in &w.holds {
+            put(&self.store.holds, txn, h.id.as_bytes(), h)?;
+        }
+        for k in &w.open_holds_del {
+            self.store.open_holds.delete(txn, k)?;
+        }
+        for k in &w.open_holds_put {
+            self.store.open_holds.put(txn, k, &[])?;
+        }
+        for p in &w.programmes {
+            put(&self.store.programmes, txn, p.id.as_bytes(), p)?;
+            self.programmes.insert(p.id.clone(), p.clone());
+        }
+        for (seq, n) in &w.reversals {
+            put(&self.store.reversals, txn, &seq_key(*seq), n)?;
+        }
+        if w.next_lot != self.next_lot {
+            self.next_lot = w.next_lot;
+            put(&self.store.meta, txn, HEAD_KEY, &Head { v: SCHEMA_VERSION, next_lot: self.next_lot })?;
+        }
+        let rec = IdemRecord { v: SCHEMA_VERSION, seq: w.seq0, h: fp, n: entries.len() as u32 };
+        put(&self.store.idempotency, txn, env.id.as_bytes(), &rec)?;
+        Ok(entries)
+    }
+}
+
+/// Split hold slices into the first `n` points (captured) and the rest (released).
+fn split_slices(slices: &[Consumed], n: i64) -> (Vec<Consumed>, Vec<Consumed>) {
+    let (mut a, mut b) = (vec![], vec![]);
+    let mut left = n;
+    for c in slices {
+        let k = c.n.min(left);
+        left -= k;
+        if k > 0 {
+            a.push(Consumed { n: k, ..c.clone() });
+        }
+        if c.n - k > 0 {
+            b.push(Consumed { n: c.n - k, ..c.clone() });
+        }
+    }
+    (a, b)
+}

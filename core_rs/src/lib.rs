@@ -1,0 +1,14 @@
+//! pypoints core: a points ledger with a single writer and group commit over LMDB.
+//! The pure core has no Python in it; `python` holds the pyo3 glue (feature `python`).
+pub mod audit;
+pub mod command;
+pub mod engine;
+pub mod error;
+pub mod ledger;
+pub mod limits;
+pub mod model;
+pub mod query;
+pub mod store;
+
+#[cfg(feature = "python")]
+mod python;

@@ -1,0 +1,35 @@
+//! Every limit of the engine in one place (TigerBeetle style): checked at the boundary with a
+//! clear `LimitExceeded`/`InvalidArgument` error, never discovered as an out-of-memory later.
+
+/// Client-chosen command ids (idempotency keys), member ids, programme and type ids: bytes.
+pub const ID_LENGTH_MAX: usize = 64;
+/// Free-text fields: channel, merchant, order reference, organisation parts, memo, reason.
+pub const TEXT_LENGTH_MAX: usize = 128;
+/// Commands in one call of the batch API.
+pub const BATCH_SIZE_MAX: usize = 100_000;
+/// Commands the writer applies in one LMDB write transaction (one commit, one fsync).
+/// Whole submissions are never split, so one commit can hold up to this plus one batch.
+pub const GROUP_COMMIT_COMMANDS_MAX: usize = 100_000;
+/// Submissions waiting for the writer; callers block (GIL released) when it is full.
+pub const QUEUE_DEPTH_MAX: usize = 1_024;
+/// Point types in one programme.
+pub const POINT_TYPES_PER_PROGRAMME_MAX: usize = 16;
+/// Live lots kept on one account; a credit past this is refused (merge or expire first).
+pub const LOTS_PER_ACCOUNT_MAX: usize = 4_096;
+/// Largest amount in a single command (points). Sums are checked with i64 overflow checks too.
+pub const AMOUNT_MAX: i64 = 1_000_000_000_000;
+/// Page size of list queries (lots, history).
+pub const PAGE_SIZE_MAX: usize = 1_000;
+pub const PAGE_SIZE_DEFAULT: usize = 100;
+/// Accounts one `expire` command touches; the sweep repeats with a cursor past this.
+pub const EXPIRE_ACCOUNTS_PER_COMMAND_MAX: usize = 10_000;
+/// Hold time-to-live bounds.
+pub const HOLD_TTL_MS_MIN: i64 = 1_000;
+pub const HOLD_TTL_MS_MAX: i64 = 30 * 24 * 3_600_000;
+/// Rolling validity bound (in its unit) and convert rate bound.
+pub const VALIDITY_PERIODS_MAX: u32 = 1_200;
+pub const RATE_TERM_MAX: i64 = 1_000_000;
+/// LMDB environment sizing.
+pub const MAP_SIZE_BYTES_DEFAULT: usize = 64 << 30;
+pub const MAX_DBS: u32 = 16;
+pub const MAX_READERS: u32 = 512;

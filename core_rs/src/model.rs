@@ -1,0 +1,378 @@
+//! Records stored in LMDB. Values are msgpack maps with short keys and a schema version `v`, so
+//! the `msgpack` Python package (or any other tool) can read them from another process.
+use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{invalid, LedgerError, Result};
+use crate::limits::*;
+
+pub const SCHEMA_VERSION: u8 = 1;
+pub type Ms = i64;
+
+/// How long a lot lives (EX-1, EX-4, EX-5). Times are UTC milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Validity {
+    /// Points never expire.
+    None,
+    /// N days / months / years from the earn time (EX-1: 3 years; EX-4: 1 or 3 years).
+    Rolling { count: u32, unit: PeriodUnit },
+    /// Everything earned in a year expires at the end of that calendar day (EX-5: year end = 12-31):
+    /// expiry is the first instant after `month`-`day` of the earn year, or of the next year when
+    /// the lot is earned after that day.
+    FixedDate { month: u32, day: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PeriodUnit {
+    Days,
+    Months,
+    Years,
+}
+
+impl Validity {
+    pub fn check(&self) -> Result<()> {
+        match *self {
+            Validity::None => Ok(()),
+            Validity::Rolling { count, .. } if count == 0 || count > VALIDITY_PERIODS_MAX => {
+                invalid(format!("validity count must be 1..={VALIDITY_PERIODS_MAX}"))
+            }
+            Validity::Rolling { .. } => Ok(()),
+            Validity::FixedDate { month, day } => match NaiveDate::from_ymd_opt(2024, month, day) {
+                Some(_) => Ok(()),
+                None => invalid(format!("no such calendar date {month:02}-{day:02}")),
+            },
+        }
+    }
+
+    /// The instant a lot earned at `earned_at` expires (the lot is expired when now >= expiry).
+    pub fn expiry(&self, earned_at: Ms) -> Option<Ms> {
+        let earned = Utc.timestamp_millis_opt(earned_at).single()?;
+        match *self {
+            Validity::None => None,
+            Validity::Rolling { count, unit } => {
+                let t: Option<DateTime<Utc>> = match unit {
+                    PeriodUnit::Days => earned.checked_add_days(chrono::Days::new(count as u64)),
+                    PeriodUnit::Months => earned.checked_add_months(Months::new(count)),
+                    PeriodUnit::Years => earned.checked_add_months(Months::new(count * 12)),
+                };
+                t.map(|t| t.timestamp_millis())
+            }
+            Validity::FixedDate { month, day } => {
+                let end_of = |year: i32| -> Option<Ms> {
+                    // Feb 29 in a non-leap year falls back to Feb 28.
+                    let d = NaiveDate::from_ymd_opt(year, month, day)
+                        .or_else(|| NaiveDate::from_ymd_opt(year, month, day - 1))?;
+                    let next = d.succ_opt()?.and_hms_opt(0, 0, 0)?;
+                    Some(Utc.from_utc_datetime(&next).timestamp_millis())
+                };
+                let this_year = end_of(earned.year())?;
+                if earned_at < this_year { Some(this_year) } else { end_of(earned.year() + 1) }
+            }
+        }
+    }
+}
+
+/// Cash value of points (RD-20): `points` points are worth `minor` minor units (2 pts = 100 fen).
+/// An order must use at least `min_points`, a multiple of `step_points`, at most `max_points`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CashRate {
+    pub points: i64,
+    pub minor: i64,
+    pub min_points: i64,
+    pub step_points: i64,
+    pub max_points: Option<i64>,
+}
+
+impl CashRate {
+    pub fn check(&self) -> Result<()> {
+        if self.points <= 0 || self.minor <= 0 || self.points > RATE_TERM_MAX || self.minor > RATE_TERM_MAX {
+            return invalid(format!("cash rate terms must be 1..={RATE_TERM_MAX}"));
+        }
+        if self.min_points < 1 || self.step_points < 1 || self.min_points > AMOUNT_MAX || self.step_points > AMOUNT_MAX {
+            return invalid("cash rate min_points and step_points must be positive");
+        }
+        if let Some(m) = self.max_points {
+            if m < self.min_points || m > AMOUNT_MAX {
+                return invalid("cash rate max_points must be >= min_points");
+            }
+        }
+        Ok(())
+    }
+
+    /// Points an order asking for `asked` may use: capped at the maximum, rounded down to the
+    /// step; refused below the minimum (T6-T8: 4 → refused, 1,237 → 1,235, 750,000 → 500,000).
+    pub fn usable_points(&self, asked: i64) -> Result<i64> {
+        if asked <= 0 {
+            return invalid("points must be positive");
+        }
+        let capped = self.max_points.map_or(asked, |m| asked.min(m));
+        let used = capped - capped % self.step_points;
+        if used < self.min_points {
+            return invalid(format!("at least {} points per order", self.min_points));
+        }
+        Ok(used)
+    }
+
+    /// Check an exact order amount against min/step/max (redeem does not round for the caller).
+    pub fn check_order(&self, amount: i64) -> Result<()> {
+        if amount < self.min_points {
+            return invalid(format!("at least {} points per order", self.min_points));
+        }
+        if amount % self.step_points != 0 {
+            return invalid(format!("points must be a multiple of {}", self.step_points));
+        }
+        if let Some(m) = self.max_points {
+            if amount > m {
+                return Err(LedgerError::LimitExceeded(format!("at most {m} points per order")));
+            }
+        }
+        Ok(())
+    }
+
+    /// Cash value in minor units, rounded down (T4: 58 pts at 2:1.00 → 2,900 fen).
+    pub fn cash_minor(&self, points: i64) -> i64 {
+        ((points as i128 * self.minor as i128) / self.points as i128) as i64
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConvertRate {
+    pub to: String,
+    pub num: i64,
+    pub den: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointType {
+    pub id: String,
+    /// Lower spends first (RD-12: merchant points before internal points).
+    pub priority: i32,
+    pub validity: Validity,
+    pub transferable: bool,
+    pub cash: CashRate,
+    pub convert_to: Vec<ConvertRate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Programme {
+    pub v: u8,
+    pub id: String,
+    pub name: String,
+    /// Sorted by (priority, id): the spending order.
+    pub types: Vec<PointType>,
+}
+
+impl Programme {
+    pub fn point_type(&self, id: &str) -> Result<&PointType> {
+        self.types.iter().find(|t| t.id == id).ok_or_else(|| LedgerError::UnknownPointType(id.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MemberStatus {
+    Active,
+    Frozen,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub v: u8,
+    pub id: String,
+    pub programme: String,
+    pub phone: String,
+    /// blake3 keyed hash of the national ID number, hex (RK-9: never stored in clear).
+    pub id_hash: Option<String>,
+    /// Organisation path province/city/county/outlet (MA-13).
+    pub org: Vec<String>,
+    pub tier: String,
+    pub kind: String,
+    pub status: MemberStatus,
+    pub created_at: Ms,
+}
+
+/// A parcel of points with its own earn time and expiry (EX-1). `src` is the journal entry that
+/// created it, so a reversal can restore the same lot with the same expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lot {
+    pub i: u64,
+    /// remaining
+    pub r: i64,
+    /// original amount
+    pub a: i64,
+    /// earned at
+    pub e: Ms,
+    /// expires at (None: never)
+    pub x: Option<Ms>,
+    /// effective at (EX-7: pending until then)
+    pub f: Ms,
+    /// source journal seq
+    pub s: u64,
+}
+
+impl Lot {
+    pub fn spendable_at(&self, now: Ms) -> bool {
+        self.f <= now && self.x.is_none_or(|x| now < x)
+    }
+    /// FEFO order: earliest expiry first, never-expiring last, then oldest lot.
+    pub fn fefo_key(&self) -> (i64, u64) {
+        (self.x.unwrap_or(i64::MAX), self.i)
+    }
+}
+
+/// A member account (one per member and point type) or a system account (lots empty).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    pub v: u8,
+    /// balance: for a member account, Σ lot remaining
+    pub b: i64,
+    /// points currently held out of this account by open holds (informational)
+    #[serde(default)]
+    pub hd: i64,
+    /// last journal seq that touched this account (history chain head), 0 = none
+    #[serde(default)]
+    pub ls: u64,
+    #[serde(default)]
+    pub lots: Vec<Lot>,
+}
+
+/// A lot slice consumed by a debit: enough to put it back with its original expiry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Consumed {
+    /// point type
+    pub t: String,
+    pub lot: Lot,
+    /// amount taken from the lot
+    pub n: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HoldState {
+    Open,
+    Captured,
+    Voided,
+}
+
+impl HoldState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            HoldState::Open => "open",
+            HoldState::Captured => "captured",
+            HoldState::Voided => "voided",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hold {
+    pub v: u8,
+    pub id: String,
+    pub member: String,
+    pub programme: String,
+    pub amount: i64,
+    pub captured: i64,
+    pub state: HoldState,
+    pub expires_at: Ms,
+    pub seq: u64,
+    pub consumed: Vec<Consumed>,
+}
+
+/// A double-entry posting: `amount` of `point_type` from one account key to another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Posting {
+    pub t: String,
+    pub from: String,
+    pub to: String,
+    pub n: i64,
+}
+
+/// A link in an account's history chain: the previous entry that touched this account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Link {
+    pub acct: String,
+    pub prev: u64,
+}
+
+/// Idempotency record, written in the same transaction as the effect.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdemRecord {
+    pub v: u8,
+    pub seq: u64,
+    #[serde(with = "serde_bytes")]
+    pub h: Vec<u8>,
+    /// number of journal entries the command wrote (expire writes one per account)
+    pub n: u32,
+}
+
+pub fn check_id(what: &str, id: &str) -> Result<()> {
+    if id.is_empty() {
+        return invalid(format!("{what} must not be empty"));
+    }
+    if id.len() > ID_LENGTH_MAX {
+        return Err(LedgerError::LimitExceeded(format!("{what} longer than {ID_LENGTH_MAX} bytes")));
+    }
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:@/".contains(&b)) {
+        return invalid(format!("{what} {id:?} may only use letters, digits and -_.:@/"));
+    }
+    Ok(())
+}
+
+pub fn check_text(what: &str, s: &str) -> Result<()> {
+    if s.len() > TEXT_LENGTH_MAX {
+        return Err(LedgerError::LimitExceeded(format!("{what} longer than {TEXT_LENGTH_MAX} bytes")));
+    }
+    Ok(())
+}
+
+pub fn check_amount(amount: i64) -> Result<()> {
+    if amount <= 0 {
+        return invalid(format!("amount must be positive, got {amount}"));
+    }
+    if amount > AMOUNT_MAX {
+        return Err(LedgerError::LimitExceeded(format!("amount {amount} exceeds {AMOUNT_MAX}")));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    fn ms(y: i32, m: u32, d: u32) -> Ms {
+        Utc.with_ymd_and_hms(y, m, d, 0, 0, 0).unwrap().timestamp_millis()
+    }
+
+    #[test]
+    fn t14_three_years_from_earn_date() {
+        let v = Validity::Rolling { count: 3, unit: PeriodUnit::Years };
+        assert_eq!(v.expiry(ms(2024, 5, 10)), Some(ms(2027, 5, 10)));
+    }
+
+    #[test]
+    fn ex5_year_end() {
+        let v = Validity::FixedDate { month: 12, day: 31 };
+        assert_eq!(v.expiry(ms(2024, 5, 10)), Some(ms(2025, 1, 1)));
+        assert_eq!(v.expiry(ms(2024, 12, 31) + 5), Some(ms(2025, 1, 1)));
+        assert_eq!(v.expiry(ms(2025, 1, 1)), Some(ms(2026, 1, 1)));
+    }
+
+    #[test]
+    fn rd20_t6_t8_500_to_1() {
+        let r = CashRate { points: 500, minor: 100, min_points: 5, step_points: 5, max_points: Some(500_000) };
+        assert!(r.usable_points(4).is_err());
+        assert_eq!(r.usable_points(5).unwrap(), 5);
+        assert_eq!(r.cash_minor(5), 1);
+        assert_eq!(r.usable_points(1_237).unwrap(), 1_235);
+        assert_eq!(r.cash_minor(1_235), 247);
+        assert_eq!(r.usable_points(750_000).unwrap(), 500_000);
+        assert_eq!(r.cash_minor(500_000), 100_000);
+    }
+
+    #[test]
+    fn t4_two_to_one() {
+        let r = CashRate { points: 2, minor: 100, min_points: 1, step_points: 1, max_points: None };
+        assert_eq!(r.cash_minor(58), 2_900);
+    }
+}
