@@ -1,0 +1,199 @@
+"""`Ledger`: the typed Python API over the Rust engine. Batch jobs use it in-process; the gRPC
+server wraps it. Mutations go through one writer thread with group commit; reads are LMDB
+snapshots. Every heavy call releases the GIL inside the core."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import msgpack
+
+from pypoints import _core
+from pypoints import commands as c
+from pypoints.errors import PointsError
+from pypoints.models import (
+    AuditReport, Balance, Entry, Hold, Lot, Member, Page, PointTypeSpec, to_ms,
+)
+
+Clock = Callable[[], int]
+Result = _core.Receipt | PointsError
+
+
+def system_clock() -> int:
+    """Wall-clock UTC milliseconds. Tests inject their own clock."""
+    return time.time_ns() // 1_000_000
+
+
+def _unpack(b: bytes) -> dict[str, Any]:
+    return msgpack.unpackb(b, raw=False)
+
+
+class Ledger:
+    """A points ledger stored in `path` (one LMDB environment).
+
+    `durability="sync"` (default) fsyncs every group commit before any result returns;
+    `"no_sync_bulk_load"` skips fsync and is only for initial loads that can be redone.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock = system_clock,
+                 durability: str = "sync", map_size_bytes: int | None = None) -> None:
+        kwargs: dict[str, Any] = {"durability": durability}
+        if map_size_bytes is not None:
+            kwargs["map_size_bytes"] = map_size_bytes
+        self.engine = _core.Engine(os.fspath(path), **kwargs)
+        self.path = os.fspath(path)
+        self.clock = clock
+
+    # ----- lifecycle -----
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ----- commands -----
+
+    def _at(self, at: int | None) -> int:
+        return self.clock() if at is None else to_ms(at)
+
+    def execute(self, command: c.Command, *, at: int | None = None) -> _core.Receipt:
+        """Apply one command durably; raise its typed error (nothing changes on error)."""
+        return self.engine.execute(command.as_tuple(self._at(at)))
+
+    def submit(self, commands: Sequence[c.Command], *, at: int | None = None) -> list[Result]:
+        """Apply a batch; one Receipt or PointsError per command, in order. Each command is
+        atomic on its own; the batch shares one durable commit."""
+        now = self._at(at)
+        return self.engine.submit([cmd.as_tuple(now) for cmd in commands])
+
+    def submit_tuples(self, commands: list[tuple[Any, ...]]) -> list[Result]:
+        """The fastest path: command tuples `(op, id, at_ms, ...)` as `Command.as_tuple` builds."""
+        return self.engine.submit(commands)
+
+    def define_programme(self, programme: str, name: str = "", *, id: str | None = None) -> _core.Receipt:
+        return self.execute(c.DefineProgramme(id or f"programme.{programme}", programme, name))
+
+    def define_point_type(self, programme: str, spec: PointTypeSpec, *, id: str | None = None) -> _core.Receipt:
+        return self.execute(c.DefinePointType(id or f"point-type.{programme}.{spec.id}", programme, spec))
+
+    def open_member(self, member: str, programme: str, *, id: str | None = None, phone: str = "",
+                    id_number: str | None = None, org: Iterable[str] = (), tier: str = "ordinary",
+                    kind: str = "individual", at: int | None = None) -> _core.Receipt:
+        cmd = c.OpenMember(id or f"member.{member}", member, programme, phone, id_number,
+                           tuple(org), tier, kind)
+        return self.execute(cmd, at=at)
+
+    def credit(self, id: str, member: str, point_type: str, amount: int, *,
+               effective_at: int | None = None, memo: str = "", at: int | None = None) -> _core.Receipt:
+        eff = None if effective_at is None else to_ms(effective_at)
+        return self.execute(c.Credit(id, member, point_type, amount, eff, memo), at=at)
+
+    def redeem(self, id: str, member: str, amount: int, *, point_type: str | None = None,
+               channel: str = "", merchant: str = "", order_ref: str = "", org: str = "",
+               at: int | None = None) -> _core.Receipt:
+        return self.execute(c.Redeem(id, member, amount, point_type, channel, merchant, order_ref, org), at=at)
+
+    def hold(self, id: str, member: str, amount: int, *, ttl_ms: int, point_type: str | None = None,
+             channel: str = "", merchant: str = "", order_ref: str = "", org: str = "",
+             at: int | None = None) -> _core.Receipt:
+        cmd = c.Hold(id, member, amount, ttl_ms, point_type, channel, merchant, order_ref, org)
+        return self.execute(cmd, at=at)
+
+    def capture(self, id: str, hold: str, amount: int | None = None, *, at: int | None = None) -> _core.Receipt:
+        return self.execute(c.Capture(id, hold, amount), at=at)
+
+    def void(self, id: str, hold: str, *, at: int | None = None) -> _core.Receipt:
+        return self.execute(c.Void(id, hold), at=at)
+
+    def transfer(self, id: str, from_member: str, to_member: str, point_type: str, amount: int, *,
+                 at: int | None = None) -> _core.Receipt:
+        return self.execute(c.Transfer(id, from_member, to_member, point_type, amount), at=at)
+
+    def convert(self, id: str, member: str, from_type: str, to_type: str, amount: int, *,
+                at: int | None = None) -> _core.Receipt:
+        return self.execute(c.Convert(id, member, from_type, to_type, amount), at=at)
+
+    def reverse(self, id: str, target: str, *, amount: int | None = None,
+                ratio: tuple[int, int] | None = None, reason: str = "", at: int | None = None) -> _core.Receipt:
+        return self.execute(c.Reverse(id, target, amount, ratio, reason), at=at)
+
+    def freeze(self, id: str, member: str, reason: str = "", *, at: int | None = None) -> _core.Receipt:
+        return self.execute(c.Freeze(id, member, reason), at=at)
+
+    def unfreeze(self, id: str, member: str, reason: str = "", *, at: int | None = None) -> _core.Receipt:
+        return self.execute(c.Unfreeze(id, member, reason), at=at)
+
+    def expire(self, id: str, as_of: int, *, at: int | None = None) -> list[_core.Receipt]:
+        """Void holds past their TTL and move expired lots to breakage (EX-2). Runs as many
+        bounded commands as needed, with ids `id`, `id.1`, `id.2`…, so a rerun is idempotent."""
+        receipts = []
+        after: str | None = None
+        n = 0
+        while True:
+            r = self.execute(c.Expire(id if n == 0 else f"{id}.{n}", to_ms(as_of), after), at=at)
+            receipts.append(r)
+            if r.cursor is None:
+                return receipts
+            after, n = r.cursor, n + 1
+
+    # ----- queries (snapshot reads; never wait for the writer) -----
+
+    def balances(self, member: str, *, point_type: str | None = None, at: int | None = None) -> list[Balance]:
+        rows = self.engine.balances(member, point_type, self._at(at))
+        return [Balance(*r) for r in rows]
+
+    def balance(self, member: str, point_type: str, *, at: int | None = None) -> Balance:
+        return self.balances(member, point_type=point_type, at=at)[0]
+
+    def lots(self, member: str, *, point_type: str | None = None, page_size: int = 0,
+             page_token: str = "") -> Page[Lot]:
+        rows, token = self.engine.lots(member, point_type, page_size, page_token)
+        return Page([Lot(*r) for r in rows], token)
+
+    def history(self, member: str, *, point_type: str | None = None, page_size: int = 0,
+                page_token: str = "") -> Page[Entry]:
+        rows, token = self.engine.history(member, point_type, page_size, page_token)
+        return Page([Entry.from_record(_unpack(b)) for b in rows], token)
+
+    def entries_of(self, id: str) -> list[Entry]:
+        return [Entry.from_record(_unpack(b)) for b in self.engine.entries_of(id)]
+
+    def journal(self, from_seq: int = 1, page_size: int = 0) -> list[Entry]:
+        return [Entry.from_record(_unpack(b)) for b in self.engine.journal(from_seq, page_size)]
+
+    def member(self, id: str) -> Member:
+        r = _unpack(self.engine.member(id))
+        return Member(r["id"], r["programme"], r["phone"], r["id_hash"], tuple(r["org"]), r["tier"],
+                      r["kind"], r["status"], r["created_at"])
+
+    def hold_state(self, id: str) -> Hold:
+        r = _unpack(self.engine.hold(id))
+        return Hold(r["id"], r["member"], r["amount"], r["captured"], r["state"], r["expires_at"])
+
+    def point_types(self, programme: str) -> list[PointTypeSpec]:
+        from pypoints.models import CashRate, Validity
+
+        p = _unpack(self.engine.programme(programme))
+        out = []
+        for t in p["types"]:
+            v = t["validity"]
+            validity = Validity(v["kind"], v.get("count", 0), v.get("unit", "years"),
+                                v.get("month", 12), v.get("day", 31))
+            cash = CashRate(**t["cash"])
+            conv = tuple((x["to"], x["num"], x["den"]) for x in t["convert_to"])
+            out.append(PointTypeSpec(t["id"], t["priority"], validity, t["transferable"], cash, conv))
+        return out
+
+    def audit(self) -> AuditReport:
+        entries, accounts, problems = self.engine.audit()
+        return AuditReport(entries, accounts, problems)
+
+    def backup(self, dest_dir: str | os.PathLike[str]) -> None:
+        self.engine.backup(os.fspath(dest_dir))
