@@ -642,9 +642,13 @@ impl Ledger {
         }
         let mut touched = 0;
         let mut cursor = None;
-        let start = after.clone().unwrap_or_default();
+        // LMDB refuses an empty key, so "from the start" is an unbounded range.
+        let start = match after {
+            Some(a) => std::ops::Bound::Excluded(a.as_bytes()),
+            None => std::ops::Bound::Unbounded,
+        };
         let mut expired: Vec<(String, Vec<Lot>)> = vec![];
-        for item in self.store.accounts.range(txn, &(std::ops::Bound::Excluded(start.as_bytes()), std::ops::Bound::Unbounded))? {
+        for item in self.store.accounts.range(txn, &(start, std::ops::Bound::Unbounded))? {
             let (k, v) = item?;
             let key = std::str::from_utf8(k).map_err(|_| LedgerError::Storage("non-utf8 account key".into()))?;
             if is_system_account(key) {

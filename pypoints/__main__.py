@@ -1,0 +1,3 @@
+from pypoints.cli import main
+
+main()
