@@ -283,7 +283,7 @@ impl Ledger {
         let at = env.at;
         match &env.cmd {
             Command::DefineProgramme { programme, name } => {
-                check_id("programme id", programme)?;
+                check_key_id("programme id", programme)?;
                 check_text("name", name)?;
                 if self.programmes.contains_key(programme) {
                     return Err(LedgerError::AlreadyExists(format!("programme {programme:?} exists")));
@@ -292,7 +292,7 @@ impl Ledger {
             }
             Command::DefinePointType { programme, point_type } => {
                 let mut p = self.programme(w, programme)?;
-                check_id("point type id", &point_type.id)?;
+                check_key_id("point type id", &point_type.id)?;
                 point_type.validity.check()?;
                 point_type.cash.check()?;
                 for c in &point_type.convert_to {
@@ -312,7 +312,7 @@ impl Ledger {
                 w.programmes.push(p);
             }
             Command::OpenMember { member, programme, phone, id_hash, org, tier, kind } => {
-                check_id("member id", member)?;
+                check_key_id("member id", member)?;
                 self.programme_ref(programme)?;
                 for s in [phone, tier, kind].into_iter().chain(org.iter()) {
                     check_text("member field", s)?;
@@ -374,6 +374,8 @@ impl Ledger {
                 if !(HOLD_TTL_MS_MIN..=HOLD_TTL_MS_MAX).contains(ttl_ms) {
                     return invalid(format!("ttl_ms must be {HOLD_TTL_MS_MIN}..={HOLD_TTL_MS_MAX}"));
                 }
+                // A time near i64::MAX must be refused, not overflow (a panic kills the writer).
+                let expires_at = at.checked_add(*ttl_ms).ok_or_else(|| LedgerError::InvalidArgument("hold expiry is out of range".into()))?;
                 let m = self.active_member(txn, w, member)?;
                 let p = self.programme_ref(&m.programme)?;
                 Self::check_order(p, point_type, *amount, order)?;
@@ -388,7 +390,6 @@ impl Ledger {
                     let i = self.acct(txn, w, &key)?;
                     w.accounts[i].1.hd += c.n;
                 }
-                let expires_at = at + ttl_ms;
                 w.open_holds_put.push(hold_index_key(expires_at, &env.id));
                 w.holds.push(Hold {
                     v: SCHEMA_VERSION,
@@ -654,7 +655,12 @@ impl Ledger {
             if is_system_account(key) {
                 continue;
             }
-            let a: Account = decode(v)?;
+            // Read through the overlay: a hold voided above has put its slices back into this
+            // account there, and they must expire with the rest of their lot.
+            let a: Account = match w.accounts.iter().find(|(k, _)| k == key) {
+                Some((_, a)) => a.clone(),
+                None => decode(v)?,
+            };
             let lots: Vec<Lot> = a.lots.into_iter().filter(|l| l.x.is_some_and(|x| x <= as_of)).collect();
             if !lots.is_empty() {
                 if touched == EXPIRE_ACCOUNTS_PER_COMMAND_MAX {

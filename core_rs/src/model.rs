@@ -320,6 +320,17 @@ pub fn check_id(what: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Member, programme and point type ids become parts of account keys (`member/type`,
+/// `#programme/kind/type`), so they may not contain the `/` separator: two accounts would share a
+/// key, and the expiry sweep and the audit, which split keys on `/`, would fail.
+pub fn check_key_id(what: &str, id: &str) -> Result<()> {
+    check_id(what, id)?;
+    if id.contains('/') {
+        return invalid(format!("{what} {id:?} may not contain '/'"));
+    }
+    Ok(())
+}
+
 pub fn check_text(what: &str, s: &str) -> Result<()> {
     if s.len() > TEXT_LENGTH_MAX {
         return Err(LedgerError::LimitExceeded(format!("{what} longer than {TEXT_LENGTH_MAX} bytes")));
