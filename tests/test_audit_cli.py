@@ -138,11 +138,6 @@ def test_not_a_data_directory_is_a_usage_error_and_creates_nothing(tmp_path: Pat
     assert not missing.exists(), "audit must not create a store where none was"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "audit gap (core_rs/src/audit.rs): idempotency records are not checked against the journal, "
-    "so deleting the journal's last entry when it has no postings (freeze, open_member, define_*) "
-    "goes unnoticed although entries_of(id) then fails with StorageError 'journal entry N missing' "
-    "and the next command reuses seq N, so replaying the deleted id returns another command's receipt"))
 def test_truncated_journal_tail_is_detected(store: tuple[Path, int]) -> None:
     data, _ = store
     with pp.Ledger(data, clock=FakeClock()) as ledger:

@@ -442,11 +442,6 @@ def test_writer_survives_a_hold_expiry_past_i64(ledger):
     assert ledger.credit("x.after", "bob", "general", 1).amount == 1
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG (core_rs/src/model.rs Validity::expiry + ledger.rs Credit): when the earn time is outside "
-    "chrono's calendar range (here at=10**16 ms, year ~318,857, or at=2**63-1) the expiry "
-    "computation returns None, which the lot stores as 'never expires': a credit on a 3-year type "
-    "is silently accepted as a non-expiring lot instead of being refused with InvalidArgument"))
 def test_credit_at_a_time_past_the_calendar_is_refused_not_made_eternal(ledger):
     for at in (10**16, 2**63 - 1):
         try:
@@ -537,11 +532,6 @@ def test_bad_query(ledger, exc, call):
     refused(ledger, exc, call)
 
 
-@pytest.mark.xfail(strict=True, raises=(StorageError, AssertionError), reason=(
-    "BUG (core_rs/src/query.rs history): the page token is the raw list of journal seqs and is "
-    "trusted: a forged numeric token past the journal end raises StorageError('journal entry N "
-    "missing') instead of InvalidArgument, and a token naming another entry returns entries that "
-    "do not touch the member at all (here seq 1, the define_programme entry)"))
 def test_forged_history_token_is_refused(ledger):
     with pytest.raises(InvalidArgument):
         ledger.history("alice", point_type="merchant", page_token="999999")

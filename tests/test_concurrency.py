@@ -286,11 +286,6 @@ def test_reads_do_not_wait_for_a_long_write(ledger: pp.Ledger) -> None:
     assert ledger.audit().problems == []
 
 
-@pytest.mark.xfail(strict=True, raises=pp.LedgerClosed, reason=(
-    "two Ledger objects on one directory in one process share one core engine (engine registry "
-    "in core_rs/src/engine.rs), and closing either one stops the shared writer: the other then "
-    "raises LedgerClosed on every command, and a new Ledger on that directory fails with "
-    "StorageError 'environment already open in this program' until the other is closed"))
 def test_closing_one_handle_does_not_stop_another_on_the_same_directory(tmp_path: Path) -> None:
     first = pp.Ledger(tmp_path / "data")
     try:

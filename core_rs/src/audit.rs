@@ -50,6 +50,25 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             *posted.entry(p.to.clone()).or_default() += p.n;
         }
     }
+    // Every acknowledged command id must still find its entries (a deleted tail entry that
+    // posted nothing would otherwise go unnoticed), and no entry may lack its id record.
+    let mut recorded = 0u64;
+    for item in store.idempotency.iter(&txn)? {
+        let (k, v) = item?;
+        let id = String::from_utf8_lossy(k).into_owned();
+        let rec: IdemRecord = decode(v)?;
+        recorded += rec.n as u64;
+        for s in rec.seq..rec.seq + rec.n as u64 {
+            match get::<Entry>(&store.journal, &txn, &seq_key(s))? {
+                Some(e) if e.id == id => {}
+                Some(e) => r.problems.push(format!("command {id:?} points at entry {s}, which belongs to {:?}", e.id)),
+                None => r.problems.push(format!("command {id:?} points at entry {s}, which is missing from the journal")),
+            }
+        }
+    }
+    if recorded != r.entries {
+        r.problems.push(format!("the journal holds {} entries but command records account for {recorded}", r.entries));
+    }
     // Σ per (programme, point type) over every account must be zero.
     let mut sums: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut programme_of: HashMap<String, String> = HashMap::new();

@@ -141,6 +141,7 @@ fn commit_group(ledger: &mut Ledger, group: &[Submission]) -> Vec<Vec<Outcome>> 
             }
             out.push(rs);
         }
+        ledger.flush_group(&mut txn)?;
         txn.commit()?;
         Ok(out)
     };

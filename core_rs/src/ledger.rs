@@ -2,7 +2,9 @@
 //! Each command is validated and computed against a `Work` overlay first and written to the
 //! LMDB transaction only when it succeeded, so a refused command changes nothing even inside a
 //! group commit that other commands share.
-use std::collections::HashMap;
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc as Rc;
 
 use heed::{PutFlags, RwTxn};
 
@@ -18,11 +20,20 @@ pub struct Ledger {
     next_seq: u64,
     last_hash: Vec<u8>,
     next_lot: u64,
+    /// Write-behind cache of the hot system accounts: read once, written once per group commit
+    /// (`flush_group`) instead of once per command. Cleared by `reload` after an abort.
+    system: RefCell<HashMap<String, Account>>,
+    system_dirty: HashSet<String>,
+    /// Read cache of member records (committed or written by this writer); cleared by `reload`.
+    members: RefCell<HashMap<String, Rc<Member>>>,
 }
 
 #[derive(Default)]
 struct Draft {
     po: Vec<Posting>,
+    /// member accounts the entry concerns without posting to them (a full capture), so it
+    /// still appears in their history
+    touch: Vec<String>,
     used: Vec<Consumed>,
     made: Vec<Consumed>,
     amount: i64,
@@ -73,7 +84,16 @@ fn hold_index_key(expires_at: Ms, id: &str) -> Vec<u8> {
 
 impl Ledger {
     pub fn open(store: Store) -> Result<Ledger> {
-        let mut l = Ledger { store, programmes: HashMap::new(), next_seq: 1, last_hash: vec![0; 32], next_lot: 0 };
+        let mut l = Ledger {
+            store,
+            programmes: HashMap::new(),
+            next_seq: 1,
+            last_hash: vec![0; 32],
+            next_lot: 0,
+            system: RefCell::default(),
+            system_dirty: HashSet::new(),
+            members: RefCell::default(),
+        };
         l.reload()?;
         Ok(l)
     }
@@ -81,6 +101,9 @@ impl Ledger {
     /// (Re)load the writer's cached state from the committed store (after open or an abort).
     pub fn reload(&mut self) -> Result<()> {
         let txn = self.store.read_txn()?;
+        self.system.borrow_mut().clear();
+        self.system_dirty.clear();
+        self.members.borrow_mut().clear();
         self.programmes.clear();
         for item in self.store.programmes.iter(&txn)? {
             let (_, v) = item?;
@@ -102,9 +125,19 @@ impl Ledger {
         Ok(())
     }
 
+    /// Write the system accounts the group changed; call once before committing the group.
+    pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
+        let cache = self.system.borrow();
+        for k in self.system_dirty.drain() {
+            put(&self.store.accounts, txn, k.as_bytes(), &cache[&k])?;
+        }
+        Ok(())
+    }
+
     /// Apply one command inside the group's write transaction.
     pub fn apply(&mut self, txn: &mut RwTxn<'_>, env: &Envelope) -> Result<Receipt> {
         check_id("command id", &env.id)?;
+        check_time("at", env.at)?;
         let fp = env.cmd.fingerprint();
         if let Some(rec) = get::<IdemRecord>(&self.store.idempotency, txn, env.id.as_bytes())? {
             if rec.h != fp {
@@ -155,20 +188,30 @@ impl Ledger {
         self.programmes.get(id).ok_or_else(|| LedgerError::UnknownProgramme(id.to_string()))
     }
 
-    fn member(&self, txn: &RwTxn<'_>, w: &Work, id: &str) -> Result<Member> {
+    fn member(&self, txn: &RwTxn<'_>, w: &Work, id: &str) -> Result<Rc<Member>> {
         if let Some(m) = w.members.iter().rev().find(|m| m.id == id) {
+            return Ok(Rc::new(m.clone()));
+        }
+        if let Some(m) = self.members.borrow().get(id) {
             return Ok(m.clone());
         }
         check_id("member id", id)?;
-        get::<Member>(&self.store.members, txn, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownMember(id.to_string()))
+        let m = get::<Member>(&self.store.members, txn, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownMember(id.to_string()))?;
+        let m = Rc::new(m);
+        self.members.borrow_mut().insert(id.to_string(), m.clone());
+        Ok(m)
     }
 
     fn acct(&self, txn: &RwTxn<'_>, w: &mut Work, key: &str) -> Result<usize> {
         if let Some(i) = w.accounts.iter().position(|(k, _)| k == key) {
             return Ok(i);
         }
-        let a = get::<Account>(&self.store.accounts, txn, key.as_bytes())?
-            .unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() });
+        let cached = if is_system_account(key) { self.system.borrow().get(key).cloned() } else { None };
+        let a = match cached {
+            Some(a) => a,
+            None => get::<Account>(&self.store.accounts, txn, key.as_bytes())?
+                .unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() }),
+        };
         w.accounts.push((key.to_string(), a));
         Ok(w.accounts.len() - 1)
     }
@@ -258,18 +301,35 @@ impl Ledger {
         })
     }
 
-    fn check_order(p: &Programme, point_type: &Option<String>, amount: i64, order: &Order) -> Result<()> {
+    fn check_order(amount: i64, order: &Order) -> Result<()> {
         check_amount(amount)?;
         for (what, s) in [("channel", &order.channel), ("merchant", &order.merchant), ("order_ref", &order.order_ref), ("org", &order.org)] {
             check_text(what, s)?;
         }
+        Ok(())
+    }
+
+    /// RD-20 order rules of the point types an order will surely draw from, checked before
+    /// looking at the balance: the requested type, or the programme's only type.
+    fn check_order_rules_upfront(p: &Programme, point_type: &Option<String>, amount: i64) -> Result<()> {
         match point_type {
             Some(t) => p.point_type(t)?.cash.check_order(amount),
-            None => p.types.iter().try_for_each(|t| t.cash.check_order(amount)),
+            None if p.types.len() == 1 => p.types[0].cash.check_order(amount),
+            None => Ok(()),
         }
     }
 
-    fn active_member(&self, txn: &RwTxn<'_>, w: &Work, id: &str) -> Result<Member> {
+    /// RD-20 order rules (minimum, step, per-order cap) of every point type the order drew from.
+    fn check_order_rules(p: &Programme, used: &[Consumed], amount: i64) -> Result<()> {
+        for t in &p.types {
+            if used.iter().any(|c| c.t == t.id) {
+                t.cash.check_order(amount)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn active_member(&self, txn: &RwTxn<'_>, w: &Work, id: &str) -> Result<Rc<Member>> {
         let m = self.member(txn, w, id)?;
         if m.status == MemberStatus::Frozen {
             return Err(LedgerError::MemberFrozen(id.to_string()));
@@ -345,6 +405,7 @@ impl Ledger {
                 let p = self.programme_ref(&m.programme)?;
                 let t = p.point_type(point_type)?;
                 let eff = effective_at.unwrap_or(at);
+                check_time("effective_at", eff)?;
                 if eff < at {
                     return invalid("effective_at must not be before the command time");
                 }
@@ -360,9 +421,11 @@ impl Ledger {
             Command::Redeem { member, point_type, amount, order } => {
                 let m = self.active_member(txn, w, member)?;
                 let p = self.programme_ref(&m.programme)?;
-                Self::check_order(p, point_type, *amount, order)?;
+                Self::check_order(*amount, order)?;
+                Self::check_order_rules_upfront(p, point_type, *amount)?;
                 let accts = Self::debit_accounts(p, member, point_type)?;
                 let used = self.take(txn, w, &accts, *amount, at, true)?;
+                Self::check_order_rules(p, &used, *amount)?;
                 for c in &used {
                     self.post(txn, w, &c.t, &member_account(member, &c.t), &system_account(&p.id, SystemAccount::Redemption, &c.t), c.n)?;
                 }
@@ -378,12 +441,14 @@ impl Ledger {
                 let expires_at = at.checked_add(*ttl_ms).ok_or_else(|| LedgerError::InvalidArgument("hold expiry is out of range".into()))?;
                 let m = self.active_member(txn, w, member)?;
                 let p = self.programme_ref(&m.programme)?;
-                Self::check_order(p, point_type, *amount, order)?;
+                Self::check_order(*amount, order)?;
+                Self::check_order_rules_upfront(p, point_type, *amount)?;
                 if get::<Hold>(&self.store.holds, txn, env.id.as_bytes())?.is_some() {
                     return Err(LedgerError::AlreadyExists(format!("hold {:?} exists", env.id)));
                 }
                 let accts = Self::debit_accounts(p, member, point_type)?;
                 let used = self.take(txn, w, &accts, *amount, at, true)?;
+                Self::check_order_rules(p, &used, *amount)?;
                 for c in &used {
                     let key = member_account(member, &c.t);
                     self.post(txn, w, &c.t, &key, &system_account(&p.id, SystemAccount::Holds, &c.t), c.n)?;
@@ -427,11 +492,13 @@ impl Ledger {
                 }
                 self.release(txn, w, &h, &released)?;
                 self.unpin(txn, w, &h)?;
+                let touch = captured.iter().map(|c| member_account(&h.member, &c.t)).collect();
                 h.state = HoldState::Captured;
                 h.captured = n;
                 w.open_holds_del.push(hold_index_key(h.expires_at, &h.id));
                 w.holds.push(h);
                 let d = w.draft();
+                d.touch = touch;
                 d.used = captured;
                 d.amount = n;
             }
@@ -502,10 +569,14 @@ impl Ledger {
                 d.credited = credited;
             }
             Command::Reverse { target, amount, ratio, reason } => self.reverse(txn, w, at, target, *amount, *ratio, reason)?,
-            Command::Expire { as_of, after } => self.expire(txn, w, *as_of, after)?,
+            Command::Expire { as_of, after } => {
+                check_time("as_of", *as_of)?;
+                let after = after.as_ref().filter(|a| !a.is_empty());
+                self.expire(txn, w, *as_of, after)?
+            }
             Command::Freeze { member, reason } | Command::Unfreeze { member, reason } => {
                 check_text("reason", reason)?;
-                let mut m = self.member(txn, w, member)?;
+                let mut m = Member::clone(&*self.member(txn, w, member)?);
                 m.status = if matches!(env.cmd, Command::Freeze { .. }) { MemberStatus::Frozen } else { MemberStatus::Active };
                 w.members.push(m);
             }
@@ -626,7 +697,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn expire(&self, txn: &RwTxn<'_>, w: &mut Work, as_of: Ms, after: &Option<String>) -> Result<()> {
+    fn expire(&self, txn: &RwTxn<'_>, w: &mut Work, as_of: Ms, after: Option<&String>) -> Result<()> {
         // Holds past their TTL void themselves first, so their points can expire too.
         let mut due = vec![];
         for item in self.store.open_holds.iter(txn)? {
@@ -701,7 +772,7 @@ impl Ledger {
             // History chain: each member account touched remembers this entry as its newest.
             let mut links: Vec<Link> = vec![];
             for p in &d.po {
-                for key in [&p.from, &p.to] {
+                for key in [&p.from, &p.to].into_iter().chain(d.touch.iter()) {
                     if is_system_account(key) || links.iter().any(|l| &l.acct == key) {
                         continue;
                     }
@@ -727,18 +798,24 @@ impl Ledger {
                 ph: std::mem::take(&mut self.last_hash),
                 h: vec![],
             };
-            e.h = e.compute_hash();
+            let bytes = seal(&mut e);
             self.last_hash = e.h.clone();
             self.next_seq = seq + 1;
-            self.store.journal.put_with_flags(txn, PutFlags::APPEND, &seq_key(seq), &encode(&e))?;
+            self.store.journal.put_with_flags(txn, PutFlags::APPEND, &seq_key(seq), &bytes)?;
             entries.push(e);
         }
-        for (k, a) in &w.accounts {
-            debug_assert!(is_system_account(k) || a.b == a.lots.iter().map(|l| l.r).sum::<i64>(), "lots = balance for {k}");
-            put(&self.store.accounts, txn, k.as_bytes(), a)?;
+        for (k, a) in w.accounts {
+            if is_system_account(&k) {
+                self.system_dirty.insert(k.clone());
+                self.system.borrow_mut().insert(k, a);
+            } else {
+                debug_assert!(a.b == a.lots.iter().map(|l| l.r).sum::<i64>(), "lots = balance for {k}");
+                put(&self.store.accounts, txn, k.as_bytes(), &a)?;
+            }
         }
         for m in &w.members {
             put(&self.store.members, txn, m.id.as_bytes(), m)?;
+            self.members.borrow_mut().insert(m.id.clone(), Rc::new(m.clone()));
         }
         for h in &w.holds {
             put(&self.store.holds, txn, h.id.as_bytes(), h)?;
@@ -764,6 +841,20 @@ impl Ledger {
         put(&self.store.idempotency, txn, env.id.as_bytes(), &rec)?;
         Ok(entries)
     }
+}
+
+/// Hash an entry and serialize it once: the entry is encoded without `h` (a 14-field map), hashed,
+/// and `h` is appended as the 15th field, which is exactly what encoding it with `h` would give.
+fn seal(e: &mut Entry) -> Vec<u8> {
+    debug_assert!(e.h.is_empty());
+    let mut bytes = encode(&*e);
+    e.h = blake3::hash(&bytes).as_bytes().to_vec();
+    assert_eq!(bytes[0], 0x80 | 14, "entry map layout changed: update seal()");
+    bytes[0] = 0x80 | 15;
+    bytes.extend_from_slice(&[0xa1, b'h', 0xc4, 32]);
+    bytes.extend_from_slice(&e.h);
+    debug_assert_eq!(bytes, encode(&*e));
+    bytes
 }
 
 /// Split hold slices into the first `n` points (captured) and the rest (released).

@@ -23,6 +23,10 @@ pub const PAGE_SIZE_MAX: usize = 1_000;
 pub const PAGE_SIZE_DEFAULT: usize = 100;
 /// Accounts one `expire` command touches; the sweep repeats with a cursor past this.
 pub const EXPIRE_ACCOUNTS_PER_COMMAND_MAX: usize = 10_000;
+/// Times (UTC ms) the engine accepts: the Unix epoch to the end of year 9999, so every expiry
+/// date is computable and no `at + ttl` can overflow.
+pub const TIME_MS_MIN: i64 = 0;
+pub const TIME_MS_MAX: i64 = 253_402_300_799_999;
 /// Hold time-to-live bounds.
 pub const HOLD_TTL_MS_MIN: i64 = 1_000;
 pub const HOLD_TTL_MS_MAX: i64 = 30 * 24 * 3_600_000;

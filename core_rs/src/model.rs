@@ -331,6 +331,13 @@ pub fn check_key_id(what: &str, id: &str) -> Result<()> {
     Ok(())
 }
 
+pub fn check_time(what: &str, t: Ms) -> Result<()> {
+    if !(TIME_MS_MIN..=TIME_MS_MAX).contains(&t) {
+        return invalid(format!("{what} {t} is outside {TIME_MS_MIN}..={TIME_MS_MAX} (UTC ms, years 1970-9999)"));
+    }
+    Ok(())
+}
+
 pub fn check_text(what: &str, s: &str) -> Result<()> {
     if s.len() > TEXT_LENGTH_MAX {
         return Err(LedgerError::LimitExceeded(format!("{what} longer than {TEXT_LENGTH_MAX} bytes")));

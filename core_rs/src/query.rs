@@ -116,10 +116,11 @@ pub fn history(store: &Store, member_id: &str, point_type: Option<&str>, size: u
         if seq == 0 {
             break;
         }
-        let e: Entry = get(&store.journal, &txn, &seq_key(seq))?.ok_or_else(|| LedgerError::Storage(format!("journal entry {seq} missing")))?;
+        // A page token is only a list of seqs: check each names an entry of that account's chain.
+        let e: Entry = get(&store.journal, &txn, &seq_key(seq))?.ok_or_else(|| LedgerError::InvalidArgument("bad page token".into()))?;
         for (k, h) in keys.iter().zip(heads.iter_mut()) {
             if *h == seq {
-                *h = e.links.iter().find(|l| &l.acct == k).map_or(0, |l| l.prev);
+                *h = e.links.iter().find(|l| &l.acct == k).map(|l| l.prev).ok_or_else(|| LedgerError::InvalidArgument("bad page token".into()))?;
             }
         }
         out.push(e);

@@ -354,12 +354,14 @@ impl Engine {
         detached(py, move || e.backup(&dest_dir))
     }
 
-    /// Drain the queue and stop the writer; later calls raise Closed.
+    /// Release this handle; later calls on it raise LedgerClosed. Handles on the same directory
+    /// share one engine, which drains its queue and stops its writer when the last is released.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let engine = self.inner.lock().unwrap().take();
         if let Some(e) = engine {
+            // Dropping the last Arc joins the writer thread: do it without the GIL.
             detached(py, move || {
-                e.close();
+                drop(e);
                 Ok(())
             })?;
         }
