@@ -18,6 +18,8 @@ pub type Outcome = Result<Receipt>;
 
 struct Submission {
     cmds: Vec<Envelope>,
+    /// idempotency fingerprints, computed by the submitting thread so the writer does not
+    fps: Vec<Vec<u8>>,
     reply: Sender<Vec<Outcome>>,
 }
 
@@ -68,9 +70,10 @@ impl Engine {
         if cmds.is_empty() {
             return Ok(vec![]);
         }
+        let fps = cmds.iter().map(|c| c.cmd.fingerprint()).collect();
         let (reply, wait) = bounded(1);
         let queue = self.queue.lock().unwrap().clone().ok_or(LedgerError::Closed)?;
-        queue.send(Submission { cmds, reply }).map_err(|_| LedgerError::Closed)?;
+        queue.send(Submission { cmds, fps, reply }).map_err(|_| LedgerError::Closed)?;
         drop(queue);
         wait.recv().map_err(|_| LedgerError::Closed)
     }
@@ -132,8 +135,8 @@ fn commit_group(ledger: &mut Ledger, group: &[Submission]) -> Vec<Vec<Outcome>> 
         let mut out = Vec::with_capacity(group.len());
         for s in group {
             let mut rs = Vec::with_capacity(s.cmds.len());
-            for cmd in &s.cmds {
-                match ledger.apply(&mut txn, cmd) {
+            for (cmd, fp) in s.cmds.iter().zip(&s.fps) {
+                match ledger.apply_fingerprinted(&mut txn, cmd, fp.clone()) {
                     // A storage failure poisons the transaction: the whole group is refused.
                     Err(e @ LedgerError::Storage(_)) => return Err(e),
                     r => rs.push(r),

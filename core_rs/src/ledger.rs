@@ -3,7 +3,9 @@
 //! LMDB transaction only when it succeeded, so a refused command changes nothing even inside a
 //! group commit that other commands share.
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+
+use rustc_hash::FxHashMap;
 use std::sync::Arc as Rc;
 
 use heed::{PutFlags, RwTxn};
@@ -20,12 +22,16 @@ pub struct Ledger {
     next_seq: u64,
     last_hash: Vec<u8>,
     next_lot: u64,
-    /// Write-behind cache of the hot system accounts: read once, written once per group commit
+    /// Write-behind cache of accounts: an account is read from LMDB once, kept here, and written
+    /// back once per group commit, in key order (`flush_group`), however many commands of the
+    /// group touched it. The same write transaction commits it, so LMDB readers always see
+    /// exactly the committed state. Cleared by `reload` after an abort and when it outgrows
+    /// ACCOUNT_CACHE_ENTRIES_MAX.
     /// (`flush_group`) instead of once per command. Cleared by `reload` after an abort.
-    system: RefCell<HashMap<String, Account>>,
-    system_dirty: HashSet<String>,
+    accounts: RefCell<FxHashMap<String, Account>>,
+    accounts_dirty: Vec<String>,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
-    members: RefCell<HashMap<String, Rc<Member>>>,
+    members: RefCell<FxHashMap<String, Rc<Member>>>,
 }
 
 #[derive(Default)]
@@ -90,8 +96,8 @@ impl Ledger {
             next_seq: 1,
             last_hash: vec![0; 32],
             next_lot: 0,
-            system: RefCell::default(),
-            system_dirty: HashSet::new(),
+            accounts: RefCell::default(),
+            accounts_dirty: Vec::new(),
             members: RefCell::default(),
         };
         l.reload()?;
@@ -101,8 +107,8 @@ impl Ledger {
     /// (Re)load the writer's cached state from the committed store (after open or an abort).
     pub fn reload(&mut self) -> Result<()> {
         let txn = self.store.read_txn()?;
-        self.system.borrow_mut().clear();
-        self.system_dirty.clear();
+        self.accounts.borrow_mut().clear();
+        self.accounts_dirty.clear();
         self.members.borrow_mut().clear();
         self.programmes.clear();
         for item in self.store.programmes.iter(&txn)? {
@@ -127,18 +133,31 @@ impl Ledger {
 
     /// Write the system accounts the group changed; call once before committing the group.
     pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
-        let cache = self.system.borrow();
-        for k in self.system_dirty.drain() {
-            put(&self.store.accounts, txn, k.as_bytes(), &cache[&k])?;
+        let mut cache = self.accounts.borrow_mut();
+        let mut dirty = std::mem::take(&mut self.accounts_dirty);
+        dirty.sort_unstable();
+        dirty.dedup();
+        let mut buf = Vec::with_capacity(256);
+        for k in &dirty {
+            buf.clear();
+            rmp_serde::encode::write_named(&mut buf, &cache[k]).expect("accounts always serialize");
+            self.store.accounts.put(txn, k.as_bytes(), &buf)?;
+        }
+        if cache.len() > ACCOUNT_CACHE_ENTRIES_MAX {
+            cache.clear();
         }
         Ok(())
     }
 
     /// Apply one command inside the group's write transaction.
     pub fn apply(&mut self, txn: &mut RwTxn<'_>, env: &Envelope) -> Result<Receipt> {
+        self.apply_fingerprinted(txn, env, env.cmd.fingerprint())
+    }
+
+    /// `apply` with the command's fingerprint computed by the caller (off the writer thread).
+    pub fn apply_fingerprinted(&mut self, txn: &mut RwTxn<'_>, env: &Envelope, fp: Vec<u8>) -> Result<Receipt> {
         check_id("command id", &env.id)?;
         check_time("at", env.at)?;
-        let fp = env.cmd.fingerprint();
         if let Some(rec) = get::<IdemRecord>(&self.store.idempotency, txn, env.id.as_bytes())? {
             if rec.h != fp {
                 return Err(LedgerError::IdempotencyConflict(env.id.clone()));
@@ -206,7 +225,7 @@ impl Ledger {
         if let Some(i) = w.accounts.iter().position(|(k, _)| k == key) {
             return Ok(i);
         }
-        let cached = if is_system_account(key) { self.system.borrow().get(key).cloned() } else { None };
+        let cached = self.accounts.borrow().get(key).cloned();
         let a = match cached {
             Some(a) => a,
             None => get::<Account>(&self.store.accounts, txn, key.as_bytes())?
@@ -804,15 +823,13 @@ impl Ledger {
             self.store.journal.put_with_flags(txn, PutFlags::APPEND, &seq_key(seq), &bytes)?;
             entries.push(e);
         }
+        let mut cache = self.accounts.borrow_mut();
         for (k, a) in w.accounts {
-            if is_system_account(&k) {
-                self.system_dirty.insert(k.clone());
-                self.system.borrow_mut().insert(k, a);
-            } else {
-                debug_assert!(a.b == a.lots.iter().map(|l| l.r).sum::<i64>(), "lots = balance for {k}");
-                put(&self.store.accounts, txn, k.as_bytes(), &a)?;
-            }
+            debug_assert!(is_system_account(&k) || a.b == a.lots.iter().map(|l| l.r).sum::<i64>(), "lots = balance for {k}");
+            self.accounts_dirty.push(k.clone());
+            cache.insert(k, a);
         }
+        drop(cache);
         for m in &w.members {
             put(&self.store.members, txn, m.id.as_bytes(), m)?;
             self.members.borrow_mut().insert(m.id.clone(), Rc::new(m.clone()));

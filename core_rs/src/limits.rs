@@ -33,6 +33,8 @@ pub const HOLD_TTL_MS_MAX: i64 = 30 * 24 * 3_600_000;
 /// Rolling validity bound (in its unit) and convert rate bound.
 pub const VALIDITY_PERIODS_MAX: u32 = 1_200;
 pub const RATE_TERM_MAX: i64 = 1_000_000;
+/// Accounts the writer keeps decoded between group commits before it starts over.
+pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
 /// LMDB environment sizing.
 pub const MAP_SIZE_BYTES_DEFAULT: usize = 64 << 30;
 pub const MAX_DBS: u32 = 16;
