@@ -1,0 +1,207 @@
+"""pytest-benchmark plumbing shared by the pypoints and SQLite suites: one function per
+workload, run against a loaded `Store` with `benchmark.pedantic` (batches are built in `setup`,
+outside the timed region, so every round uses fresh client ids; results are checked in
+`teardown`, also outside it). ops/s = commands per round / round time, in `extra_info`."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import workloads as wl
+
+RESULTS: list[dict[str, Any]] = []
+LOADS: list[dict[str, Any]] = []
+
+
+def rounds() -> int:
+    return wl.env_int("PYPOINTS_BENCH_ROUNDS", 5)
+
+
+def single_rounds() -> int:
+    return wl.env_int("PYPOINTS_BENCH_SINGLE_ROUNDS", 200)
+
+
+@dataclass
+class Store:
+    """A loaded data set: `submit` applies a batch; `submits(k)` gives k submit functions for k
+    threads (the same engine for pypoints, k connections for SQLite)."""
+
+    system: str
+    path: str
+    submit: wl.Submit
+    submits: Callable[[int], list[wl.Submit]]
+    state: wl.State
+    load: dict[str, Any]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def du(path: str) -> int:
+    try:
+        return int(subprocess.run(["du", "-sb", path], capture_output=True, text=True, check=True).stdout.split()[0])
+    except Exception:
+        return 0
+
+
+def remove(path: str) -> None:
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def data_dir_parent() -> str | None:
+    return os.environ.get("PYPOINTS_BENCH_DIR") or None
+
+
+@contextmanager
+def pypoints_store(members: int, progress: Callable[[str], None] | None = None) -> Iterator[Store]:
+    """A fresh pypoints ledger in a temporary directory, loaded with `members` members."""
+    from pypoints import Ledger
+
+    d = tempfile.mkdtemp(prefix="pypoints-bench-lmdb-", dir=data_dir_parent())
+    try:
+        ledger = Ledger(d)  # durability="sync": every group commit fsyncs before results return
+        try:
+            say = (lambda m: progress(f"pypoints: {m}")) if progress else None
+            info = wl.load(ledger.submit_tuples, members, progress=say)
+            info.update(system="pypoints", bytes=du(d))
+            LOADS.append(info)
+            yield Store("pypoints", d, ledger.submit_tuples, lambda k: [ledger.submit_tuples] * k,
+                        wl.State(members), info, {"ledger": ledger})
+        finally:
+            ledger.close()
+    finally:
+        remove(d)
+
+
+@contextmanager
+def sqlite_store(members: int, progress: Callable[[str], None] | None = None) -> Iterator[Store]:
+    """A fresh SQLite baseline database in a temporary directory, loaded with `members` members."""
+    from bench.sqlite_baseline import SqliteLedger, bulk_load
+
+    d = tempfile.mkdtemp(prefix="pypoints-bench-sqlite-", dir=data_dir_parent())
+    path = os.path.join(d, "ledger.db")
+    conns: list[SqliteLedger] = []
+    try:
+        ledger = SqliteLedger(path)
+        conns.append(ledger)
+        info = bulk_load(ledger, members, progress=progress)
+        info.update(system="sqlite", bytes=du(d))
+        LOADS.append(info)
+
+        def submits(k: int) -> list[wl.Submit]:
+            # one connection per thread (the first is the main connection)
+            while len(conns) < k:
+                conns.append(SqliteLedger(path))
+            return [c.submit_tuples for c in conns[:k]]
+
+        yield Store("sqlite", path, ledger.submit_tuples, submits, wl.State(members), info, {"ledger": ledger})
+    finally:
+        for c in conns:
+            c.close()
+        remove(d)
+
+
+def run_rounds(benchmark: Any, store: Store, *, workload: str, make: Callable[[], Any],
+               run: Callable[[Any], Any], commands: int, n_rounds: int) -> None:
+    tally = wl.Tally()
+    pending: list[Any] = []
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        return (make(),), {}
+
+    def target(work: Any) -> None:
+        pending.append(run(work))
+
+    def teardown(work: Any) -> None:
+        while pending:
+            tally.add(pending.pop())
+
+    benchmark.group = workload
+    benchmark.pedantic(target, setup=setup, teardown=teardown, rounds=n_rounds, iterations=1)
+    teardown(None)
+    record(benchmark, store, workload, commands, tally)
+
+
+def record(benchmark: Any, store: Store, workload: str, commands: int, tally: wl.Tally) -> None:
+    info = benchmark.extra_info
+    info.update(system=store.system, workload=workload, members=store.state.members,
+                commands_per_round=commands, **tally.info())
+    row: dict[str, Any] = {"system": store.system, "workload": workload, "commands": commands, **tally.info()}
+    meta = getattr(benchmark, "stats", None)
+    if meta is not None:
+        s = meta.stats
+        data = sorted(s.data)
+        info["ops_per_s"] = round(commands / s.median)
+        info["ops_per_s_best"] = round(commands / s.min)
+        info["ops_per_s_mean"] = round(commands / s.mean)
+        info["round_s_median"] = s.median
+        if commands == 1:
+            info["latency_ms_median"] = round(s.median * 1e3, 3)
+            info["latency_ms_p99"] = round(data[min(len(data) - 1, math.ceil(0.99 * len(data)) - 1)] * 1e3, 3)
+        row.update(rounds=len(data), round_s=s.median, ops_per_s=info["ops_per_s"],
+                   ops_per_s_best=info["ops_per_s_best"], latency_ms_p99=info.get("latency_ms_p99"))
+    RESULTS.append(row)
+
+
+# ----- the workloads -----
+
+def batch(benchmark: Any, store: Store, kind: str, n: int) -> None:
+    build = {"credit": wl.credit_batch, "redeem": wl.redeem_batch, "mixed": wl.mixed_batch}[kind]
+    st = store.state
+    if kind == "mixed" and not st.new_holds:
+        # one untimed batch first, so the timed rounds have earlier holds and redeems to target
+        wl.check(store.submit(build(st, n)))
+    run_rounds(benchmark, store, workload=f"{kind} batch {n:,}", make=lambda: build(st, n),
+               run=store.submit, commands=n, n_rounds=rounds())
+
+
+def single(benchmark: Any, store: Store) -> None:
+    st = store.state
+    run_rounds(benchmark, store, workload="single credit per commit", make=lambda: wl.credit_batch(st, 1),
+               run=store.submit, commands=1, n_rounds=single_rounds())
+
+
+def threaded(benchmark: Any, store: Store, threads: int, n: int, batches: int) -> None:
+    st = store.state
+    submits = store.submits(threads)
+    with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bench") as pool:
+        run_rounds(benchmark, store, workload=f"{threads} threads x {batches} x credit batch {n:,}",
+                   make=lambda: wl.threaded_work(st, threads, batches, n),
+                   run=lambda work: wl.run_threaded(pool, submits, work),
+                   commands=threads * batches * n, n_rounds=rounds())
+
+
+# threads, batch size, batches per thread per round
+THREADED = [(2, 10_000, 2), (4, 10_000, 2), (4, 1_000, 10), (4, 1, 50)]
+BATCH_SIZES = [10_000, 50_000]
+
+
+def summary_lines() -> list[str]:
+    lines = []
+    for ld in LOADS:
+        lines.append(f"{ld['system']}: loaded {ld['members']:,} members ({ld['commands']:,} commands) in "
+                     f"{ld['seconds']:.1f} s; data {ld.get('bytes', 0) / 2**30:.2f} GiB")
+    if not RESULTS:
+        return lines
+    lines.append(f"{'workload':<40} {'system':<10} {'cmds/round':>10} {'rounds':>6} {'median s':>9} "
+                 f"{'ops/s':>10} {'best ops/s':>10}  notes")
+    order = {r["workload"]: i for i, r in enumerate(RESULTS)}
+    for r in sorted(RESULTS, key=lambda r: (order[r["workload"]], r["system"])):
+        notes = []
+        if "lots_per_redeem" in r:
+            notes.append(f"{r['lots_per_redeem']} lots/redeem")
+        if r.get("latency_ms_p99") is not None:
+            notes.append(f"p99 {r['latency_ms_p99']} ms")
+        if "ops_per_s" in r:
+            lines.append(f"{r['workload']:<40} {r['system']:<10} {r['commands']:>10,} {r['rounds']:>6} "
+                         f"{r['round_s']:>9.4f} {r['ops_per_s']:>10,} {r['ops_per_s_best']:>10,}  {', '.join(notes)}")
+        else:
+            lines.append(f"{r['workload']:<40} {r['system']:<10} {r['commands']:>10,}  (not timed)")
+    return lines

@@ -1,0 +1,30 @@
+"""pypoints benchmarks: durable (fsync per group commit) batches over a loaded data set of
+PYPOINTS_BENCH_MEMBERS members (default 1,000,000), uniformly random members, unique ids."""
+
+import pytest
+
+from bench import harness
+
+
+@pytest.mark.parametrize("n", harness.BATCH_SIZES)
+def test_pypoints_credit_batch(benchmark, pypoints_store, n):
+    harness.batch(benchmark, pypoints_store, "credit", n)
+
+
+@pytest.mark.parametrize("n", harness.BATCH_SIZES)
+def test_pypoints_redeem_fefo_batch(benchmark, pypoints_store, n):
+    harness.batch(benchmark, pypoints_store, "redeem", n)
+
+
+@pytest.mark.parametrize("n", harness.BATCH_SIZES)
+def test_pypoints_mixed_batch(benchmark, pypoints_store, n):
+    harness.batch(benchmark, pypoints_store, "mixed", n)
+
+
+def test_pypoints_single_credit_latency(benchmark, pypoints_store):
+    harness.single(benchmark, pypoints_store)
+
+
+@pytest.mark.parametrize("threads,n,batches", harness.THREADED)
+def test_pypoints_threaded_credit(benchmark, pypoints_store, threads, n, batches):
+    harness.threaded(benchmark, pypoints_store, threads, n, batches)
