@@ -140,8 +140,8 @@ class Entry:
             seq=r["seq"], id=r["id"], kind=r["cmd"]["op"], at=r["at"], amount=r["amount"],
             credited=r["credited"],
             postings=tuple(Posting(p["t"], p["from"], p["to"], p["n"]) for p in r["po"]),
-            lots_used=tuple((c["t"], c["lot"]["i"], c["n"]) for c in r["used"]),
-            lots_made=tuple((c["t"], c["lot"]["i"], c["n"]) for c in r["made"]),
+            lots_used=tuple((c["t"], c["lot"][0], c["n"]) for c in r["used"]),
+            lots_made=tuple((c["t"], c["lot"][0], c["n"]) for c in r["made"]),
             command=r["cmd"], hash=r["h"], prev_hash=r["ph"],
         )
 

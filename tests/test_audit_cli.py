@@ -110,7 +110,7 @@ def test_altered_lot_exits_1(store: tuple[Path, int]) -> None:
     data, _ = store
 
     def conjure(a: dict[str, Any]) -> None:
-        a["lots"][0]["r"] += 7
+        a["lots"][0][1] += 7  # [id, remaining, amount, earned, expires, effective, source]
 
     rewrite(data, "accounts", b"bob/general", conjure)
     code, out = audit_cli(data)

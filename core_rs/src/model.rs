@@ -193,9 +193,14 @@ pub struct Member {
     pub created_at: Ms,
 }
 
-/// A parcel of points with its own earn time and expiry (EX-1). `src` is the journal entry that
+/// A parcel of points with its own earn time and expiry (EX-1). `s` is the journal entry that
 /// created it, so a reversal can restore the same lot with the same expiry.
+///
+/// Stored as a positional msgpack array `[id, remaining, amount, earned_at, expires_at|nil,
+/// effective_at, source_seq]`: accounts carry many lots, and a compact record means more
+/// accounts per 4 KiB page, so fewer pages dirtied per commit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "LotRow", into = "LotRow")]
 pub struct Lot {
     pub i: u64,
     /// remaining
@@ -210,6 +215,20 @@ pub struct Lot {
     pub f: Ms,
     /// source journal seq
     pub s: u64,
+}
+
+type LotRow = (u64, i64, i64, Ms, Option<Ms>, Ms, u64);
+
+impl From<LotRow> for Lot {
+    fn from((i, r, a, e, x, f, s): LotRow) -> Lot {
+        Lot { i, r, a, e, x, f, s }
+    }
+}
+
+impl From<Lot> for LotRow {
+    fn from(l: Lot) -> LotRow {
+        (l.i, l.r, l.a, l.e, l.x, l.f, l.s)
+    }
 }
 
 impl Lot {
