@@ -13,7 +13,7 @@ import msgpack
 
 from pypoints import _core
 from pypoints import commands as c
-from pypoints.errors import PointsError
+from pypoints.errors import InvalidArgument, PointsError
 from pypoints.models import (
     AuditReport, Balance, Entry, Hold, Lot, Member, Page, PointTypeSpec, to_ms,
 )
@@ -145,6 +145,12 @@ class Ledger:
 
     # ----- queries (snapshot reads; never wait for the writer) -----
 
+    @staticmethod
+    def _page_size(page_size: int) -> int:
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 0:
+            raise InvalidArgument(f"page_size must be an int >= 0 (0 = default), got {page_size!r}")
+        return page_size
+
     def balances(self, member: str, *, point_type: str | None = None, at: int | None = None) -> list[Balance]:
         rows = self.engine.balances(member, point_type, self._at(at))
         return [Balance(*r) for r in rows]
@@ -154,19 +160,19 @@ class Ledger:
 
     def lots(self, member: str, *, point_type: str | None = None, page_size: int = 0,
              page_token: str = "") -> Page[Lot]:
-        rows, token = self.engine.lots(member, point_type, page_size, page_token)
+        rows, token = self.engine.lots(member, point_type, self._page_size(page_size), page_token)
         return Page([Lot(*r) for r in rows], token)
 
     def history(self, member: str, *, point_type: str | None = None, page_size: int = 0,
                 page_token: str = "") -> Page[Entry]:
-        rows, token = self.engine.history(member, point_type, page_size, page_token)
+        rows, token = self.engine.history(member, point_type, self._page_size(page_size), page_token)
         return Page([Entry.from_record(_unpack(b)) for b in rows], token)
 
     def entries_of(self, id: str) -> list[Entry]:
         return [Entry.from_record(_unpack(b)) for b in self.engine.entries_of(id)]
 
     def journal(self, from_seq: int = 1, page_size: int = 0) -> list[Entry]:
-        return [Entry.from_record(_unpack(b)) for b in self.engine.journal(from_seq, page_size)]
+        return [Entry.from_record(_unpack(b)) for b in self.engine.journal(from_seq, self._page_size(page_size))]
 
     def member(self, id: str) -> Member:
         r = _unpack(self.engine.member(id))

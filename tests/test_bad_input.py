@@ -524,6 +524,9 @@ QUERY_CASES = [
          "history-token-wrong-arity-typed"),
     case(InvalidArgument, lambda L: L.history("alice", page_token="-1.-1.-1"), "history-token-negative"),
     case(InvalidArgument, lambda L: L.history("alice", page_token="...."), "history-token-dots"),
+    case(InvalidArgument, lambda L: L.history("alice", page_size=-1), "history-page-size-negative"),
+    case(InvalidArgument, lambda L: L.lots("alice", page_size=-5), "lots-page-size-negative"),
+    case(InvalidArgument, lambda L: L.journal(1, page_size=True), "journal-page-size-bool"),
 ]
 
 

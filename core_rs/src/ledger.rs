@@ -719,9 +719,14 @@ impl Ledger {
     fn expire(&self, txn: &RwTxn<'_>, w: &mut Work, as_of: Ms, after: Option<&String>) -> Result<()> {
         // Holds past their TTL void themselves first, so their points can expire too.
         let mut due = vec![];
+        let mut more_holds = false;
         for item in self.store.open_holds.iter(txn)? {
             let (k, _) = item?;
-            if k[..8] > ms_key(as_of)[..] || due.len() >= EXPIRE_ACCOUNTS_PER_COMMAND_MAX {
+            if k[..8] > ms_key(as_of)[..] {
+                break;
+            }
+            if due.len() == EXPIRE_ACCOUNTS_PER_COMMAND_MAX {
+                more_holds = true;
                 break;
             }
             due.push(String::from_utf8_lossy(&k[8..]).into_owned());
@@ -776,6 +781,11 @@ impl Ledger {
         }
         if w.drafts.is_empty() {
             w.drafts.push(Draft::default());
+        }
+        // More due holds than one command voids: ask for another pass from the same place
+        // (an empty cursor means "from the first account").
+        if cursor.is_none() && more_holds {
+            cursor = Some(after.cloned().unwrap_or_default());
         }
         w.drafts.last_mut().unwrap().cursor = cursor;
         Ok(())

@@ -770,6 +770,25 @@ fn expire_with_a_cursor_continues_after_that_account() {
     fx.assert_audit_clean();
 }
 
+#[test]
+fn ex2_more_due_holds_than_one_command_voids_ask_for_another_pass() {
+    let fx = Fx::standard();
+    let n = pypoints_core::limits::EXPIRE_ACCOUNTS_PER_COMMAND_MAX + 1;
+    fx.ok(t0(), credit("alice", "merchant", n as i64));
+    let holds: Vec<Envelope> = (0..n).map(|i| envelope(&format!("h{i}"), t0(), hold("alice", Some("merchant"), 1, MINUTE))).collect();
+    for chunk in holds.chunks(5_000) {
+        assert!(fx.engine.submit(chunk.to_vec()).unwrap().iter().all(|r| r.is_ok()));
+    }
+    let later = t0() + HOUR;
+    let (_, first) = fx.ok(later, expire(later));
+    assert_eq!(first.cursor.as_deref(), Some(""), "one more pass is needed for the last hold");
+    let (_, second) = fx.ok(later, Command::Expire { as_of: later, after: first.cursor.clone() });
+    assert_eq!(second.cursor, None);
+    assert_eq!(first.amount + second.amount, n as i64);
+    assert_eq!(fx.total("alice", "merchant"), n as i64);
+    fx.assert_audit_clean();
+}
+
 // =====================================================================================
 // 8. Idempotency
 // =====================================================================================
