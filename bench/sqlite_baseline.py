@@ -476,10 +476,7 @@ def bulk_load(ledger: SqliteLedger, members: int, seed: int = 1,
         acc[0] += len(b)
         acc[1] += time.perf_counter() - t
     total = time.perf_counter() - t_all
-    info = {"members": members, "seconds": round(total, 2),
-            "commands": sum(int(n) for n, _ in phases.values()),
-            "phases": {p: {"commands": int(n), "seconds": round(s, 2),
-                           "ops_per_s": round(n / s) if s else None} for p, (n, s) in phases.items()}}
+    info = wl.load_summary(members, phases, total)
     db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     if progress:
         progress(f"sqlite: loaded {members:,} members, {info['commands']:,} commands in {total:.1f} s: "

@@ -105,6 +105,14 @@ def load_batches(members: int, seed: int = 1, batch: int = LOAD_BATCH) -> Iterat
             yield "small_lots", out
 
 
+def load_summary(members: int, phases: dict[str, list[float]], total: float) -> dict[str, Any]:
+    """Commands, seconds and ops/s of a load, per phase and in all."""
+    return {"members": members, "seconds": round(total, 2),
+            "commands": sum(int(n) for n, _ in phases.values()),
+            "phases": {p: {"commands": int(n), "seconds": round(s, 2),
+                           "ops_per_s": round(n / s) if s else None} for p, (n, s) in phases.items()}}
+
+
 def load(submit: Submit, members: int, seed: int = 1,
          progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Load the data set through `submit` (one durable commit per 50,000-command batch)."""
@@ -117,10 +125,7 @@ def load(submit: Submit, members: int, seed: int = 1,
         acc[0] += len(b)
         acc[1] += time.perf_counter() - t
     total = time.perf_counter() - t_all
-    info = {"members": members, "seconds": round(total, 2),
-            "commands": sum(int(n) for n, _ in phases.values()),
-            "phases": {p: {"commands": int(n), "seconds": round(s, 2),
-                           "ops_per_s": round(n / s) if s else None} for p, (n, s) in phases.items()}}
+    info = load_summary(members, phases, total)
     if progress:
         progress(f"loaded {members:,} members, {info['commands']:,} commands in {total:.1f} s: "
                  + ", ".join(f"{p} {v['ops_per_s']:,}/s" for p, v in info["phases"].items() if v["ops_per_s"]))
