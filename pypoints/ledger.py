@@ -197,6 +197,12 @@ class Ledger:
             out.append(PointTypeSpec(t["id"], t["priority"], validity, t["transferable"], cash, conv))
         return out
 
+    def writer_stats(self) -> dict[str, int]:
+        """The writer's counters since the engine opened: `groups` (commits), `commands`,
+        `apply_ns` / `flush_ns` / `commit_ns` (time applying, logging accounts, committing with
+        fsync) and `checkpoints`."""
+        return self.engine.stats()
+
     def audit(self) -> AuditReport:
         entries, accounts, problems = self.engine.audit()
         return AuditReport(entries, accounts, problems)

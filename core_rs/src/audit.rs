@@ -73,8 +73,7 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
     let mut sums: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut programme_of: HashMap<String, String> = HashMap::new();
     let mut held_by_type: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for item in store.accounts.iter(&txn)? {
-        let (k, v) = item?;
+    for (k, v) in all_accounts(store, &txn)? {
         let key = String::from_utf8_lossy(k).into_owned();
         let a: Account = decode(v)?;
         r.accounts += 1;

@@ -3,7 +3,9 @@
 //! everything waiting (up to GROUP_COMMIT_COMMANDS_MAX) in one write transaction and one fsync.
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Instant;
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
@@ -23,8 +25,39 @@ struct Submission {
     reply: Sender<Vec<Outcome>>,
 }
 
+/// Counters of the writer since the engine opened (for metrics and benchmarks): relaxed atomics,
+/// written by the writer only.
+#[derive(Default)]
+pub struct WriterStats {
+    pub groups: AtomicU64,
+    pub commands: AtomicU64,
+    /// time applying commands, logging accounts (incl. checkpoints), and committing (fsync)
+    pub apply_ns: AtomicU64,
+    pub flush_ns: AtomicU64,
+    pub commit_ns: AtomicU64,
+    pub checkpoints: AtomicU64,
+}
+
+impl WriterStats {
+    fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+    pub fn snapshot(&self) -> [(&'static str, u64); 6] {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        [
+            ("groups", g(&self.groups)),
+            ("commands", g(&self.commands)),
+            ("apply_ns", g(&self.apply_ns)),
+            ("flush_ns", g(&self.flush_ns)),
+            ("commit_ns", g(&self.commit_ns)),
+            ("checkpoints", g(&self.checkpoints)),
+        ]
+    }
+}
+
 pub struct Engine {
     pub store: Store,
+    pub stats: Arc<WriterStats>,
     pub durability: Durability,
     queue: Mutex<Option<Sender<Submission>>>,
     writer: Mutex<Option<JoinHandle<()>>>,
@@ -49,11 +82,13 @@ impl Engine {
         let store = Store::open(&canon, map_size, durability)?;
         let ledger = Ledger::open(store.clone())?;
         let (tx, rx) = bounded::<Submission>(QUEUE_DEPTH_MAX);
+        let stats = Arc::new(WriterStats::default());
+        let st = stats.clone();
         let writer = std::thread::Builder::new()
             .name("pypoints-writer".into())
-            .spawn(move || writer_loop(ledger, rx))
+            .spawn(move || writer_loop(ledger, rx, &st))
             .map_err(|e| LedgerError::Storage(e.to_string()))?;
-        let engine = Arc::new(Engine { store, durability, queue: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) });
+        let engine = Arc::new(Engine { store, stats, durability, queue: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) });
         reg.insert(canon, Arc::downgrade(&engine));
         Ok(engine)
     }
@@ -108,7 +143,7 @@ impl Drop for Engine {
     }
 }
 
-fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>) {
+fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats) {
     while let Ok(first) = rx.recv() {
         let mut n = first.cmds.len();
         let mut group = vec![first];
@@ -121,16 +156,29 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>) {
                 Err(_) => break,
             }
         }
-        let results = commit_group(&mut ledger, &group);
+        let results = commit_group(&mut ledger, &group, stats);
+        WriterStats::add(&stats.groups, 1);
+        WriterStats::add(&stats.commands, n as u64);
         for (s, r) in group.into_iter().zip(results) {
             let _ = s.reply.send(r);
         }
     }
+    // Closing: checkpoint so a cleanly closed store holds every account in `accounts`.
+    let _ = checkpoint(&mut ledger);
 }
 
-fn commit_group(ledger: &mut Ledger, group: &[Submission]) -> Vec<Vec<Outcome>> {
+fn checkpoint(ledger: &mut Ledger) -> Result<()> {
+    let env = ledger.store.env.clone();
+    let mut txn = env.write_txn()?;
+    ledger.checkpoint(&mut txn)?;
+    txn.commit()?;
+    Ok(())
+}
+
+fn commit_group(ledger: &mut Ledger, group: &[Submission], stats: &WriterStats) -> Vec<Vec<Outcome>> {
     let env = ledger.store.env.clone();
     let mut attempt = || -> std::result::Result<Vec<Vec<Outcome>>, LedgerError> {
+        let t0 = Instant::now();
         let mut txn = env.write_txn()?;
         let mut out = Vec::with_capacity(group.len());
         for s in group {
@@ -144,8 +192,15 @@ fn commit_group(ledger: &mut Ledger, group: &[Submission]) -> Vec<Vec<Outcome>> 
             }
             out.push(rs);
         }
-        ledger.flush_group(&mut txn)?;
+        let t1 = Instant::now();
+        let checkpointed = ledger.flush_group(&mut txn)?;
+        let t2 = Instant::now();
         txn.commit()?;
+        let ns = |a: Instant, b: Instant| (b - a).as_nanos() as u64;
+        WriterStats::add(&stats.apply_ns, ns(t0, t1));
+        WriterStats::add(&stats.flush_ns, ns(t1, t2));
+        WriterStats::add(&stats.commit_ns, ns(t2, Instant::now()));
+        WriterStats::add(&stats.checkpoints, checkpointed as u64);
         Ok(out)
     };
     match attempt() {

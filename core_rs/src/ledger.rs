@@ -22,14 +22,16 @@ pub struct Ledger {
     next_seq: u64,
     last_hash: Vec<u8>,
     next_lot: u64,
-    /// Write-behind cache of accounts: an account is read from LMDB once, kept here, and written
-    /// back once per group commit, in key order (`flush_group`), however many commands of the
-    /// group touched it. The same write transaction commits it, so LMDB readers always see
-    /// exactly the committed state. Cleared by `reload` after an abort and when it outgrows
-    /// ACCOUNT_CACHE_ENTRIES_MAX.
-    /// (`flush_group`) instead of once per command. Cleared by `reload` after an abort.
+    /// Write-behind cache of accounts: an account is read from LMDB once, kept here, and logged
+    /// once per group commit (`flush_group`: one sorted `account_log` record per group), however
+    /// many commands of the group touched it. The same write transaction commits the log record,
+    /// so LMDB readers always see exactly the committed state. Cleared by `reload` after an
+    /// abort and when it outgrows ACCOUNT_CACHE_ENTRIES_MAX.
     accounts: RefCell<FxHashMap<String, Account>>,
     accounts_dirty: Vec<String>,
+    /// `account_log` records and the account states in them since the last checkpoint.
+    log_groups: usize,
+    log_entries: usize,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
     members: RefCell<FxHashMap<String, Rc<Member>>>,
 }
@@ -98,6 +100,8 @@ impl Ledger {
             next_lot: 0,
             accounts: RefCell::default(),
             accounts_dirty: Vec::new(),
+            log_groups: 0,
+            log_entries: 0,
             members: RefCell::default(),
         };
         l.reload()?;
@@ -128,24 +132,69 @@ impl Ledger {
             }
         }
         self.next_lot = get::<Head>(&self.store.meta, &txn, HEAD_KEY)?.map_or(0, |h| h.next_lot);
+        self.log_groups = 0;
+        self.log_entries = 0;
+        for item in self.store.account_log.iter(&txn)? {
+            let (_, blob) = item?;
+            self.log_groups += 1;
+            self.log_entries += AccountLogBlob::len(blob)?;
+        }
         Ok(())
     }
 
-    /// Write the system accounts the group changed; call once before committing the group.
-    pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
-        let mut cache = self.accounts.borrow_mut();
+    /// Log the accounts the group changed (one sorted record, appended); call once before
+    /// committing the group. Checkpoints when the log outgrows its bounds (returns true then).
+    pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
+        self.log_dirty(txn)?;
+        let full = self.log_groups > ACCOUNT_LOG_GROUPS_MAX || self.log_entries > ACCOUNT_LOG_ENTRIES_MAX;
+        if full {
+            self.checkpoint(txn)?;
+        }
+        if self.accounts.borrow().len() > ACCOUNT_CACHE_ENTRIES_MAX {
+            self.accounts.borrow_mut().clear();
+        }
+        Ok(full)
+    }
+
+    fn log_dirty(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
         let mut dirty = std::mem::take(&mut self.accounts_dirty);
+        if dirty.is_empty() {
+            return Ok(());
+        }
         dirty.sort_unstable();
         dirty.dedup();
-        let mut buf = Vec::with_capacity(256);
-        for k in &dirty {
-            buf.clear();
-            rmp_serde::encode::write_named(&mut buf, &cache[k]).expect("accounts always serialize");
-            self.store.accounts.put(txn, k.as_bytes(), &buf)?;
+        let cache = self.accounts.borrow();
+        let values: Vec<Vec<u8>> = dirty.iter().map(|k| encode(&cache[k])).collect();
+        let entries: Vec<(&[u8], &[u8])> = dirty.iter().zip(&values).map(|(k, v)| (k.as_bytes(), v.as_slice())).collect();
+        // Only a group that wrote an entry changes an account, so its last seq is a fresh key.
+        let key = seq_key(self.next_seq - 1);
+        self.store.account_log.put_with_flags(txn, PutFlags::APPEND, &key, &AccountLogBlob::encode(&entries))?;
+        self.log_groups += 1;
+        self.log_entries += entries.len();
+        Ok(())
+    }
+
+    /// Merge the account log into `accounts` (newest state of each account, written in key
+    /// order so neighbours share pages) and empty the log. Many groups' updates of the same
+    /// page cost one page write here instead of one per group.
+    pub fn checkpoint(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
+        self.log_dirty(txn)?;
+        if self.log_groups == 0 {
+            return Ok(());
         }
-        if cache.len() > ACCOUNT_CACHE_ENTRIES_MAX {
-            cache.clear();
+        let mut newest: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = std::collections::BTreeMap::new();
+        for item in self.store.account_log.rev_iter(txn)? {
+            let (_, blob) = item?;
+            for (k, v) in AccountLogBlob::entries(blob)? {
+                newest.entry(k.to_vec()).or_insert_with(|| v.to_vec());
+            }
         }
+        for (k, v) in &newest {
+            self.store.accounts.put(txn, k, v)?;
+        }
+        self.store.account_log.clear(txn)?;
+        self.log_groups = 0;
+        self.log_entries = 0;
         Ok(())
     }
 
@@ -158,6 +207,10 @@ impl Ledger {
     pub fn apply_fingerprinted(&mut self, txn: &mut RwTxn<'_>, env: &Envelope, fp: Vec<u8>) -> Result<Receipt> {
         check_id("command id", &env.id)?;
         check_time("at", env.at)?;
+        if matches!(env.cmd, Command::Expire { .. }) {
+            // The sweep scans `accounts` in key order: bring it up to date first.
+            self.checkpoint(txn)?;
+        }
         if let Some(rec) = get::<IdemRecord>(&self.store.idempotency, txn, env.id.as_bytes())? {
             if rec.h != fp {
                 return Err(LedgerError::IdempotencyConflict(env.id.clone()));
@@ -228,7 +281,7 @@ impl Ledger {
         let cached = self.accounts.borrow().get(key).cloned();
         let a = match cached {
             Some(a) => a,
-            None => get::<Account>(&self.store.accounts, txn, key.as_bytes())?
+            None => get_account::<Account>(&self.store, txn, key.as_bytes())?
                 .unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() }),
         };
         w.accounts.push((key.to_string(), a));

@@ -35,6 +35,11 @@ pub const VALIDITY_PERIODS_MAX: u32 = 1_200;
 pub const RATE_TERM_MAX: i64 = 1_000_000;
 /// Accounts the writer keeps decoded between group commits before it starts over.
 pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
+/// Group commits logged (`account_log`) before the writer checkpoints accounts into their
+/// B-tree; a reader looks an account up in at most this many log records.
+pub const ACCOUNT_LOG_GROUPS_MAX: usize = 64;
+/// Account states in the log before a checkpoint (bounds the log and the checkpoint's memory).
+pub const ACCOUNT_LOG_ENTRIES_MAX: usize = 500_000;
 /// LMDB environment sizing.
 pub const MAP_SIZE_BYTES_DEFAULT: usize = 64 << 30;
 pub const MAX_DBS: u32 = 16;

@@ -12,9 +12,8 @@ use crate::limits::*;
 pub type Db = Database<'static, Bytes, Bytes>;
 
 /// Names of the named databases, as `mdb_stat -a` lists them.
-pub const DB_NAMES: [&str; 8] =
-    ["meta", "programmes", "members", "accounts", "journal", "idempotency", "holds", "open_holds"];
-pub const DB_REVERSALS: &str = "reversals";
+pub const DB_NAMES: [&str; 10] =
+    ["meta", "programmes", "members", "accounts", "account_log", "journal", "idempotency", "holds", "open_holds", "reversals"];
 
 #[derive(Clone)]
 pub struct Store {
@@ -23,8 +22,13 @@ pub struct Store {
     pub meta: Db,
     pub programmes: Db,
     pub members: Db,
-    /// member accounts `member/type`, system accounts `#programme/kind/type`
+    /// Checkpointed account states: member accounts `member/type`, system accounts
+    /// `#programme/kind/type`. Newer states may be in `account_log` (read through `get_account`).
     pub accounts: Db,
+    /// group commit (its last journal seq, u64 BE) → the states of the accounts it changed, as a
+    /// sorted blob (`AccountLogBlob`). A group appends one record instead of rewriting one random
+    /// B-tree page per account; a checkpoint merges the log into `accounts` and empties it.
+    pub account_log: Db,
     /// seq (u64 big-endian) → Entry
     pub journal: Db,
     /// client id → IdemRecord
@@ -57,19 +61,18 @@ impl Store {
         // SAFETY: the engine registry guarantees one open environment per path per process.
         let env = unsafe { opts.open(path) }?;
         let w = env.write_txn()?;
-        let names = ["meta", "programmes", "members", "accounts", "journal", "idempotency", "holds", "open_holds", DB_REVERSALS];
-        let dbs: [Db; 9] = env
+        let dbs: [Db; 10] = env
             .create_databases_and_commit(w, |opener, w| -> heed::Result<_> {
-                let mut out = Vec::with_capacity(names.len());
-                for name in names {
+                let mut out = Vec::with_capacity(DB_NAMES.len());
+                for name in DB_NAMES {
                     out.push(opener.create_database::<Bytes, Bytes>(w, Some(name))?);
                 }
-                let arr: [Database<'_, Bytes, Bytes>; 9] = out.try_into().unwrap_or_else(|_| unreachable!("nine names, nine databases"));
+                let arr: [Database<'_, Bytes, Bytes>; 10] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
                 Ok(heed::CommitOrAbort::<_, ()>::Commit(arr))
             })?
             .unwrap_commit();
-        let [meta, programmes, members, accounts, journal, idempotency, holds, open_holds, reversals] = dbs;
-        let store = Store { meta, programmes, members, accounts, journal, idempotency, holds, open_holds, reversals, env: env.clone(), path: path.to_path_buf() };
+        let [meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals] = dbs;
+        let store = Store { meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, env: env.clone(), path: path.to_path_buf() };
         Ok(store)
     }
 
@@ -99,6 +102,135 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     rmp_serde::from_slice(bytes).map_err(|e| LedgerError::Storage(format!("corrupt record: {e}")))
+}
+
+// ----- account states: checkpoint + log -----
+
+/// One `account_log` record: the states of the accounts one group commit changed, sorted by key
+/// so a reader binary-searches it in place (zero-copy from the LMDB map). Layout, little-endian:
+/// `u8 version (1) | u32 count | count × (u32 key_offset, u32 value_offset) | u32 end | data`,
+/// where entry i's key runs from its key offset to its value offset, and its value (the
+/// account's msgpack record, exactly as `accounts` stores it) to the next entry's key offset
+/// (or `end`, the blob's length, which also detects a truncated record).
+pub struct AccountLogBlob;
+
+impl AccountLogBlob {
+    const VERSION: u8 = 1;
+    const HEADER: usize = 5;
+
+    /// `entries` must be sorted by key, without duplicates.
+    pub fn encode(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "account log entries sorted and unique");
+        let index = Self::HEADER + 8 * entries.len() + 4;
+        let data: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
+        let mut out = Vec::with_capacity(index + data);
+        out.push(Self::VERSION);
+        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+        let mut off = index;
+        for (k, v) in entries {
+            out.extend_from_slice(&(off as u32).to_le_bytes());
+            out.extend_from_slice(&((off + k.len()) as u32).to_le_bytes());
+            off += k.len() + v.len();
+        }
+        out.extend_from_slice(&(off as u32).to_le_bytes());
+        for (k, v) in entries {
+            out.extend_from_slice(k);
+            out.extend_from_slice(v);
+        }
+        assert!(out.len() == off && off <= u32::MAX as usize, "account log blob layout");
+        out
+    }
+
+    fn corrupt() -> LedgerError {
+        LedgerError::Storage("corrupt account log record".into())
+    }
+
+    pub fn len(blob: &[u8]) -> Result<usize> {
+        match blob.get(..Self::HEADER) {
+            Some([Self::VERSION, n @ ..]) => Ok(u32::from_le_bytes(n.try_into().unwrap()) as usize),
+            _ => Err(Self::corrupt()),
+        }
+    }
+
+    /// Entry i of n as (key, value); bounds-checked, so a damaged record is an error, not a panic.
+    pub fn entry(blob: &[u8], i: usize, n: usize) -> Result<(&[u8], &[u8])> {
+        let at = |j: usize| blob.get(j..j + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
+        let p = Self::HEADER + 8 * i;
+        let (k, v) = (at(p).ok_or_else(Self::corrupt)?, at(p + 4).ok_or_else(Self::corrupt)?);
+        // The entry after the last is the end offset: the blob's length.
+        let end = at(p + 8).ok_or_else(Self::corrupt)?;
+        if i + 1 == n && end != blob.len() {
+            return Err(Self::corrupt());
+        }
+        match (blob.get(k..v), blob.get(v..end)) {
+            (Some(key), Some(value)) => Ok((key, value)),
+            _ => Err(Self::corrupt()),
+        }
+    }
+
+    pub fn find<'a>(blob: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>> {
+        let n = Self::len(blob)?;
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            let (k, v) = Self::entry(blob, mid, n)?;
+            match k.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(Some(v)),
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every entry, in key order; checks the layout.
+    pub fn entries(blob: &[u8]) -> Result<Vec<(&[u8], &[u8])>> {
+        let n = Self::len(blob)?;
+        let mut out = Vec::with_capacity(n);
+        let mut prev = Self::HEADER + 8 * n + 4;
+        for i in 0..n {
+            let (k, v) = Self::entry(blob, i, n)?;
+            let start = k.as_ptr() as usize - blob.as_ptr() as usize;
+            if start != prev || out.last().is_some_and(|(pk, _): &(&[u8], &[u8])| *pk >= k) {
+                return Err(Self::corrupt());
+            }
+            prev = start + k.len() + v.len();
+            out.push((k, v));
+        }
+        if n == 0 && blob.len() != prev {
+            return Err(Self::corrupt());
+        }
+        Ok(out)
+    }
+}
+/// The newest committed state of an account as its stored bytes: the latest `account_log`
+/// record that has it, else the checkpoint in `accounts`.
+pub fn get_account_bytes<'t>(store: &Store, txn: &'t RoTxn<'_>, key: &[u8]) -> Result<Option<&'t [u8]>> {
+    for item in store.account_log.rev_iter(txn)? {
+        let (_, blob) = item?;
+        if let Some(v) = AccountLogBlob::find(blob, key)? {
+            return Ok(Some(v));
+        }
+    }
+    Ok(store.accounts.get(txn, key)?)
+}
+
+pub fn get_account<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, key: &[u8]) -> Result<Option<T>> {
+    get_account_bytes(store, txn, key)?.map(decode).transpose()
+}
+
+/// Every account's newest committed state, in key order (checkpoint merged with the log).
+pub fn all_accounts<'t>(store: &Store, txn: &'t RoTxn<'_>) -> Result<std::collections::BTreeMap<&'t [u8], &'t [u8]>> {
+    let mut out = std::collections::BTreeMap::new();
+    for item in store.accounts.iter(txn)? {
+        let (k, v) = item?;
+        out.insert(k, v);
+    }
+    for item in store.account_log.iter(txn)? {
+        let (_, blob) = item?;
+        out.extend(AccountLogBlob::entries(blob)?);
+    }
+    Ok(out)
 }
 
 pub fn seq_key(seq: u64) -> [u8; 8] {

@@ -341,6 +341,12 @@ impl Engine {
         Ok(PyBytes::new(py, &b))
     }
 
+    /// The writer's counters since the engine opened: groups, commands, apply/flush/commit ns,
+    /// checkpoints.
+    fn stats(&self, py: Python<'_>) -> PyResult<std::collections::HashMap<&'static str, u64>> {
+        Ok(self.engine(py)?.stats.snapshot().into_iter().collect())
+    }
+
     /// (entries, accounts, problems): an independent re-check of the whole store.
     fn audit(&self, py: Python<'_>) -> PyResult<(u64, u64, Vec<String>)> {
         let e = self.engine(py)?;
