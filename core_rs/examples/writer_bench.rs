@@ -1,5 +1,5 @@
 //! Writer throughput without Python: `cargo run --release --example writer_bench -- MEMBERS BATCH ROUNDS [nosync]`.
-//! Loads MEMBERS members with one lot each, then times ROUNDS batches of BATCH credits and
+//! Loads MEMBERS members with 3-5 lots each (as bench/workloads.py), then times ROUNDS batches of BATCH credits and
 //! redeems to uniformly random members (each durable unless `nosync`).
 use std::time::Instant;
 
@@ -36,6 +36,23 @@ fn main() {
         e.submit(cmds).unwrap();
     }
     println!("open {members} members: {:.2}s", t.elapsed().as_secs_f64());
+    // Like bench/workloads.py: a big recent lot and 2-4 small older ones per member, so a
+    // redeem of 150-250 draws FEFO across 2-3 lots.
+    let day = 86_400_000i64;
+    let t = Instant::now();
+    let mut lot_cmds = vec![];
+    for i in 0..members {
+        let mut add = |id: String, at: i64, amount: i64| lot_cmds.push(Envelope { id, at, cmd: Command::Credit { member: format!("m{i}"), point_type: "a".into(), amount, effective_at: None, memo: String::new() } });
+        add(format!("l{i:09}"), at - 10 * day, 100_000);
+        for (k, age) in [150, 120, 90, 60].iter().take(2 + i % 3).enumerate() {
+            add(format!("s{k}{i:09}"), at - age * day, 100);
+        }
+        if lot_cmds.len() >= 50_000 || i + 1 == members {
+            lot_cmds.sort_by_key(|e| e.at);
+            e.submit(std::mem::take(&mut lot_cmds)).unwrap();
+        }
+    }
+    println!("lots for {members} members: {:.2}s", t.elapsed().as_secs_f64());
     let mut rng = 0x9E3779B97F4A7C15u64;
     let mut next = || {
         rng ^= rng << 13;
@@ -44,29 +61,38 @@ fn main() {
         rng
     };
     let mut k = 0u64;
+    let mut last = e.stats.snapshot();
     for round in 0..rounds {
         let cmds: Vec<Envelope> = (0..batch)
             .map(|_| {
                 k += 1;
-                env(format!("c{k:012}"), Command::Credit { member: format!("m{}", next() % members as u64), point_type: "a".into(), amount: 10, effective_at: None, memo: String::new() })
+                env(format!("c{k:012}"), Command::Credit { member: format!("m{}", next() % members as u64), point_type: "a".into(), amount: 10 + (k as i64 % 491), effective_at: None, memo: String::new() })
             })
             .collect();
         let t = Instant::now();
         let r = e.submit(cmds).unwrap();
         let dt = t.elapsed().as_secs_f64();
         assert!(r.iter().all(|r| r.is_ok()));
-        println!("round {round}: credit {:>9.0}/s", batch as f64 / dt);
+        println!("round {round}: credit {:>9.0}/s {:?}", batch as f64 / dt, stats_delta(&e, &mut last));
     }
     for round in 0..rounds {
         let cmds: Vec<Envelope> = (0..batch)
             .map(|_| {
                 k += 1;
-                env(format!("r{k:012}"), Command::Redeem { member: format!("m{}", next() % members as u64), point_type: None, amount: 1, order: Order::default() })
+                env(format!("r{k:012}"), Command::Redeem { member: format!("m{}", next() % members as u64), point_type: None, amount: 150 + (k as i64 % 101), order: Order::default() })
             })
             .collect();
         let t = Instant::now();
         let r = e.submit(cmds).unwrap();
         let dt = t.elapsed().as_secs_f64();
-        println!("round {round}: redeem {:>9.0}/s ({} ok)", batch as f64 / dt, r.iter().filter(|r| r.is_ok()).count());
+        println!("round {round}: redeem {:>9.0}/s ({} ok) {:?}", batch as f64 / dt, r.iter().filter(|r| r.is_ok()).count(), stats_delta(&e, &mut last));
     }
+}
+
+/// Writer time per phase (ms) since the last call.
+fn stats_delta(e: &Engine, last: &mut [(&'static str, u64); 6]) -> Vec<(&'static str, u64)> {
+    let now = e.stats.snapshot();
+    let d = now.iter().zip(last.iter()).filter(|((k, _), _)| k.ends_with("_ns")).map(|((k, a), (_, b))| (*k, (a - b) / 1_000_000)).collect();
+    *last = now;
+    d
 }

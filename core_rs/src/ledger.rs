@@ -12,6 +12,7 @@ use heed::{PutFlags, RwTxn};
 
 use crate::command::*;
 use crate::error::{invalid, LedgerError, Result};
+use crate::idem_filter::IdemFilter;
 use crate::limits::*;
 use crate::model::*;
 use crate::store::*;
@@ -29,6 +30,9 @@ pub struct Ledger {
     /// abort and when it outgrows ACCOUNT_CACHE_ENTRIES_MAX.
     accounts: RefCell<FxHashMap<String, Account>>,
     accounts_dirty: Vec<String>,
+    /// Every recorded command id (a Bloom filter): most ids are new, and this proves it
+    /// without an LMDB lookup.
+    idem: IdemFilter,
     /// `account_log` records and the account states in them since the last checkpoint.
     log_groups: usize,
     log_entries: usize,
@@ -92,7 +96,11 @@ fn hold_index_key(expires_at: Ms, id: &str) -> Vec<u8> {
 
 impl Ledger {
     pub fn open(store: Store) -> Result<Ledger> {
+        let txn = store.read_txn()?;
+        let idem = IdemFilter::load(&store, &txn)?;
+        drop(txn);
         let mut l = Ledger {
+            idem,
             store,
             programmes: HashMap::new(),
             next_seq: 1,
@@ -153,6 +161,9 @@ impl Ledger {
         if self.accounts.borrow().len() > ACCOUNT_CACHE_ENTRIES_MAX {
             self.accounts.borrow_mut().clear();
         }
+        if self.idem.is_full() {
+            self.idem = IdemFilter::load(&self.store, txn)?;
+        }
         Ok(full)
     }
 
@@ -211,7 +222,8 @@ impl Ledger {
             // The sweep scans `accounts` in key order: bring it up to date first.
             self.checkpoint(txn)?;
         }
-        if let Some(rec) = get::<IdemRecord>(&self.store.idempotency, txn, env.id.as_bytes())? {
+        let seen = if self.idem.may_contain(env.id.as_bytes()) { get::<IdemRecord>(&self.store.idempotency, txn, env.id.as_bytes())? } else { None };
+        if let Some(rec) = seen {
             if rec.h != fp {
                 return Err(LedgerError::IdempotencyConflict(env.id.clone()));
             }
@@ -919,6 +931,7 @@ impl Ledger {
         }
         let rec = IdemRecord { v: SCHEMA_VERSION, seq: w.seq0, h: fp, n: entries.len() as u32 };
         put(&self.store.idempotency, txn, env.id.as_bytes(), &rec)?;
+        self.idem.insert(env.id.as_bytes());
         Ok(entries)
     }
 }

@@ -4,6 +4,7 @@ pub mod audit;
 pub mod command;
 pub mod engine;
 pub mod error;
+pub mod idem_filter;
 pub mod ledger;
 pub mod limits;
 pub mod model;

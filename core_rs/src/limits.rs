@@ -40,6 +40,11 @@ pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
 pub const ACCOUNT_LOG_GROUPS_MAX: usize = 64;
 /// Account states in the log before a checkpoint (bounds the log and the checkpoint's memory).
 pub const ACCOUNT_LOG_ENTRIES_MAX: usize = 500_000;
+/// The writer's in-memory filter of recorded command ids (`idem_filter.rs`): bits per id
+/// (~1% false positives) and the smallest filter (2 MiB). It is sized for twice the ids in the
+/// store at open (10 M ids: 32 MiB) and rebuilt at double size when full.
+pub const IDEM_FILTER_BITS_PER_ID: u64 = 10;
+pub const IDEM_FILTER_BITS_MIN: u64 = 1 << 24;
 /// LMDB environment sizing.
 pub const MAP_SIZE_BYTES_DEFAULT: usize = 64 << 30;
 pub const MAX_DBS: u32 = 16;

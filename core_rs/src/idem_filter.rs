@@ -1,0 +1,95 @@
+//! A Bloom filter over every recorded command id, owned by the writer. Almost every command
+//! carries a fresh id, and proving it fresh with an LMDB lookup in a tree of millions of ids was
+//! a third of the writer's apply time; the filter answers "certainly new" from memory and leaves
+//! only possible replays (and ~1% false positives) to LMDB. It is rebuilt from the
+//! `idempotency` database at open and grows (rebuilt at double size) as ids accumulate.
+//! A stale "maybe" is harmless: the LMDB lookup that follows is the authority.
+use crate::error::Result;
+use crate::limits::{IDEM_FILTER_BITS_MIN, IDEM_FILTER_BITS_PER_ID};
+use crate::store::Store;
+use heed::RoTxn;
+
+/// Probes per id: ~1% false positives at `IDEM_FILTER_BITS_PER_ID` = 10.
+const PROBES: u32 = 7;
+
+pub struct IdemFilter {
+    bits: Vec<u64>,
+    /// bit count - 1 (a power of two)
+    mask: u64,
+    ids: u64,
+}
+
+fn hash(id: &[u8]) -> (u64, u64) {
+    // Two independent 64-bit hashes (double hashing gives the probes); not adversarial-safe,
+    // which only costs an LMDB lookup on a collision.
+    let h1 = rustc_hash::FxHasher::default();
+    let h1 = {
+        use std::hash::Hasher;
+        let mut h = h1;
+        h.write(id);
+        h.finish()
+    };
+    let mut h2: u64 = 0xcbf2_9ce4_8422_2325; // FNV-1a
+    for b in id {
+        h2 = (h2 ^ *b as u64).wrapping_mul(0x0100_0000_01b3);
+    }
+    (h1, h2 | 1)
+}
+
+impl IdemFilter {
+    fn with_bits(bits: u64) -> IdemFilter {
+        let bits = bits.next_power_of_two().max(IDEM_FILTER_BITS_MIN);
+        IdemFilter { bits: vec![0; (bits / 64) as usize], mask: bits - 1, ids: 0 }
+    }
+
+    /// Build from every id in the `idempotency` database, sized for twice as many.
+    pub fn load(store: &Store, txn: &RoTxn<'_>) -> Result<IdemFilter> {
+        let n = store.idempotency.len(txn)?;
+        let mut f = IdemFilter::with_bits(2 * n * IDEM_FILTER_BITS_PER_ID);
+        for item in store.idempotency.iter(txn)? {
+            let (k, _) = item?;
+            f.insert(k);
+        }
+        Ok(f)
+    }
+
+    pub fn insert(&mut self, id: &[u8]) {
+        let (h1, h2) = hash(id);
+        for i in 0..PROBES as u64 {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) & self.mask;
+            self.bits[(bit / 64) as usize] |= 1 << (bit % 64);
+        }
+        self.ids += 1;
+    }
+
+    /// False: the id was certainly never recorded. True: it may have been.
+    pub fn may_contain(&self, id: &[u8]) -> bool {
+        let (h1, h2) = hash(id);
+        (0..PROBES as u64).all(|i| {
+            let bit = h1.wrapping_add(i.wrapping_mul(h2)) & self.mask;
+            self.bits[(bit / 64) as usize] & (1 << (bit % 64)) != 0
+        })
+    }
+
+    /// Past its design load the false-positive rate climbs: time to rebuild at double size.
+    pub fn is_full(&self) -> bool {
+        self.ids * IDEM_FILTER_BITS_PER_ID > self.mask + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_false_negatives_and_few_false_positives() {
+        let mut f = IdemFilter::with_bits(100_000 * IDEM_FILTER_BITS_PER_ID);
+        for i in 0..100_000 {
+            f.insert(format!("cmd-{i}").as_bytes());
+        }
+        assert!((0..100_000).all(|i| f.may_contain(format!("cmd-{i}").as_bytes())));
+        let fp = (0..100_000).filter(|i| f.may_contain(format!("other-{i}").as_bytes())).count();
+        assert!(fp < 3_000, "{fp} false positives in 100,000");
+        assert!(!f.is_full());
+    }
+}
