@@ -15,7 +15,9 @@ fn main() {
     let rounds: usize = args.get(3).map_or(4, |s| s.parse().unwrap());
     let durability = if args.get(4).is_some_and(|s| s == "nosync") { Durability::NoSyncBulkLoad } else { Durability::Sync };
     let dir = tempfile::tempdir_in("/tmp").unwrap();
-    let e = Engine::open(dir.path(), 64 << 30, durability).unwrap();
+    // WRITER_BENCH_MAP_GIB: a smaller map for valgrind, which cannot reserve 64 GiB.
+    let map_gib: usize = std::env::var("WRITER_BENCH_MAP_GIB").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    let e = Engine::open(dir.path(), map_gib << 30, durability).unwrap();
     let at = 1_790_000_000_000i64;
     let env = |id: String, cmd: Command| Envelope { id, at, cmd };
     e.submit(vec![env("p".into(), Command::DefineProgramme { programme: "p".into(), name: "".into() })]).unwrap();

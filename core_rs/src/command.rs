@@ -67,7 +67,8 @@ impl Command {
     /// Idempotency fingerprint: the command's content, not its timestamp, so a client retrying
     /// with a fresh clock still gets the original result.
     pub fn fingerprint(&self) -> Vec<u8> {
-        let bytes = rmp_serde::to_vec(self).expect("commands always serialize");
+        let mut bytes = Vec::with_capacity(256);
+        rmp_serde::encode::write(&mut bytes, self).expect("commands always serialize");
         blake3::hash(&bytes).as_bytes()[..16].to_vec()
     }
 }
