@@ -1,0 +1,124 @@
+"""Server assembly: one `Ledger`, the servicers, health and reflection, auth, metrics, limits,
+and graceful shutdown (health NOT_SERVING → refuse new calls → let in-flight calls finish →
+close the store)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from pypoints.ledger import Clock, Ledger, system_clock
+from pypoints.server import limits
+from pypoints.server.auth import Auth, TokenStore
+from pypoints.server.batch import BatchServicer
+from pypoints.server.errors import ApiError
+from pypoints.server.ledger import LedgerServicer
+from pypoints.server.members import MemberServicer
+from pypoints.server.metrics import Metrics
+from pypoints.server.otp import Otp
+from pypoints.server.programmes import ProgrammeServicer
+from pypoints.v1 import (batch_pb2, batch_pb2_grpc, ledger_pb2, ledger_pb2_grpc, members_pb2,
+                         members_pb2_grpc, programmes_pb2, programmes_pb2_grpc)
+
+log = logging.getLogger("pypoints.server")
+
+SERVICES = {
+    "pypoints.v1.MemberService": (members_pb2, members_pb2_grpc.add_MemberServiceServicer_to_server, MemberServicer),
+    "pypoints.v1.ProgrammeService": (programmes_pb2, programmes_pb2_grpc.add_ProgrammeServiceServicer_to_server, ProgrammeServicer),
+    "pypoints.v1.LedgerService": (ledger_pb2, ledger_pb2_grpc.add_LedgerServiceServicer_to_server, LedgerServicer),
+    "pypoints.v1.BatchService": (batch_pb2, batch_pb2_grpc.add_BatchServiceServicer_to_server, BatchServicer),
+}
+
+
+@dataclass
+class ServerConfig:
+    data_dir: Path = Path("var/pypoints")
+    host: str = "127.0.0.1"
+    port: int = 50051
+    workers: int = limits.WORKER_THREADS_DEFAULT
+    metrics_port: int | None = None
+    """Prometheus endpoint port (0 = any free port; None = no endpoint)."""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    grace_s: float = limits.SHUTDOWN_GRACE_S
+
+
+class App:
+    """A running pypoints gRPC server. `App(config).start()`; `.port` is the bound port."""
+
+    def __init__(self, config: ServerConfig, *, clock: Clock = system_clock, ledger: Ledger | None = None) -> None:
+        self.config = config
+        self.ledger = ledger if ledger is not None else Ledger(config.data_dir, clock=clock)
+        self.auth = Auth(TokenStore(config.data_dir))
+        self.metrics = Metrics(self.ledger.writer_stats)
+        self.otp = Otp(self)
+        self.health = health.HealthServicer()
+        self._stopping = threading.Event()
+        self._stopped = threading.Event()
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="pypoints-rpc"),
+            maximum_concurrent_rpcs=limits.CONCURRENT_RPCS_MAX,
+            options=[("grpc.max_receive_message_length", limits.MESSAGE_BYTES_MAX),
+                     ("grpc.max_send_message_length", limits.MESSAGE_BYTES_MAX),
+                     ("grpc.so_reuseport", 0)])
+        for name, (_pb, add, cls) in SERVICES.items():
+            add(cls(self), self.server)
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        names = [_pb.DESCRIPTOR.services_by_name[n.rsplit(".", 1)[1]].full_name for n, (_pb, _a, _c) in SERVICES.items()]
+        reflection.enable_server_reflection([*names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server)
+        address = f"{config.host}:{config.port}"
+        if config.tls_cert and config.tls_key:
+            creds = grpc.ssl_server_credentials([(Path(config.tls_key).read_bytes(), Path(config.tls_cert).read_bytes())])
+            self.port = self.server.add_secure_port(address, creds)
+        else:
+            self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise OSError(f"cannot bind {address}")
+        self.metrics_port: int | None = None
+
+    # ----- lifecycle -----
+
+    def start(self) -> App:
+        self.server.start()
+        if self.config.metrics_port is not None:
+            self.metrics_port = self.metrics.serve_http(self.config.host, self.config.metrics_port)
+        for name in ["", *SERVICES]:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"event": "serving", "address": f"{self.config.host}:{self.port}",
+                                   "data_dir": os.fspath(self.config.data_dir), "metrics_port": self.metrics_port,
+                                   "tls": bool(self.config.tls_cert)})
+        return self
+
+    def gate(self, context: grpc.ServicerContext) -> None:
+        """Refuse calls once shutdown began, and calls whose deadline has (almost) passed."""
+        if self._stopping.is_set():
+            raise ApiError(grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN", "the server is shutting down")
+        left = context.time_remaining()
+        if left is not None and left < limits.DEADLINE_MARGIN_S:
+            raise ApiError(grpc.StatusCode.DEADLINE_EXCEEDED, "DEADLINE_EXCEEDED", "deadline exceeded before the call started")
+
+    def stop(self, grace: float | None = None) -> None:
+        """Graceful shutdown: health NOT_SERVING, no new calls, in-flight calls finish (up to
+        `grace` seconds), then the store closes. Idempotent."""
+        if self._stopping.is_set():
+            self._stopped.wait()
+            return
+        self._stopping.set()
+        self.health.enter_graceful_shutdown()
+        log.info("stopping", extra={"event": "stopping", "grace_s": grace if grace is not None else self.config.grace_s})
+        self.server.stop(grace if grace is not None else self.config.grace_s).wait()
+        self.metrics.close()
+        self.ledger.close()
+        log.info("stopped", extra={"event": "stopped"})
+        self._stopped.set()
+
+    def wait(self) -> None:
+        self._stopped.wait()
