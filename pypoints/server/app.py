@@ -49,6 +49,8 @@ class ServerConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     grace_s: float = limits.SHUTDOWN_GRACE_S
+    otp_webhook: str | None = None
+    """POST one-time codes here; None = append them to DATA_DIR/otp-outbox.log."""
 
 
 class App:
