@@ -12,6 +12,18 @@ pub struct Order {
     pub org: String,
 }
 
+/// A one-time code a hold requires before it can be captured (RD-6, RD-7, RK-5). The caller
+/// (the gRPC server) makes the code and passes only its keyed hash and a sealed (encrypted)
+/// copy for delivery: the clear code never enters the ledger. The hold writes a notification
+/// with the sealed code to `outbox` in the same transaction; a sender delivers and deletes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OtpSpec {
+    pub hash: String,
+    pub attempts: u32,
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
@@ -28,8 +40,24 @@ pub enum Command {
     },
     Credit { member: String, point_type: String, amount: i64, effective_at: Option<Ms>, memo: String },
     Redeem { member: String, point_type: Option<String>, amount: i64, order: Order },
-    Hold { member: String, point_type: Option<String>, amount: i64, ttl_ms: i64, order: Order },
-    Capture { hold: String, amount: Option<i64> },
+    Hold {
+        member: String,
+        point_type: Option<String>,
+        amount: i64,
+        ttl_ms: i64,
+        order: Order,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        otp: Option<OtpSpec>,
+    },
+    /// `otp`: the keyed hash of the code presented, for a hold that requires one. A wrong code
+    /// is recorded (an entry of amount 0 whose cursor is `otp_rejected:<attempts left>`); the
+    /// last allowed wrong code voids the hold (cursor `otp_exhausted`).
+    Capture {
+        hold: String,
+        amount: Option<i64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        otp: Option<String>,
+    },
     Void { hold: String },
     Transfer { from: String, to: String, point_type: String, amount: i64 },
     Convert { member: String, from_type: String, to_type: String, amount: i64 },

@@ -64,6 +64,7 @@ struct Work {
     open_holds_del: Vec<Vec<u8>>,
     programmes: Vec<Programme>,
     reversals: Vec<(u64, i64)>,
+    outbox: Vec<(Vec<u8>, OutboxMessage)>,
     drafts: Vec<Draft>,
 }
 
@@ -240,6 +241,7 @@ impl Ledger {
             open_holds_del: vec![],
             programmes: vec![],
             reversals: vec![],
+            outbox: vec![],
             drafts: vec![],
         };
         self.run(txn, &mut w, env)?;
@@ -517,7 +519,7 @@ impl Ledger {
                 d.used = used;
                 d.amount = *amount;
             }
-            Command::Hold { member, point_type, amount, ttl_ms, order } => {
+            Command::Hold { member, point_type, amount, ttl_ms, order, otp } => {
                 if !(HOLD_TTL_MS_MIN..=HOLD_TTL_MS_MAX).contains(ttl_ms) {
                     return invalid(format!("ttl_ms must be {HOLD_TTL_MS_MIN}..={HOLD_TTL_MS_MAX}"));
                 }
@@ -540,6 +542,15 @@ impl Ledger {
                     w.accounts[i].1.hd += c.n;
                 }
                 w.open_holds_put.push(hold_index_key(expires_at, &env.id));
+                if let Some(o) = otp {
+                    if o.hash.is_empty() || o.attempts == 0 || o.attempts > OTP_ATTEMPTS_MAX || o.sealed.len() > OTP_SEALED_BYTES_MAX {
+                        return invalid(format!("otp needs a hash, 1..={OTP_ATTEMPTS_MAX} attempts and a sealed code of at most {OTP_SEALED_BYTES_MAX} bytes"));
+                    }
+                    let mut key = seq_key(w.seq0).to_vec();
+                    key.extend_from_slice(env.id.as_bytes());
+                    w.outbox.push((key, OutboxMessage { v: SCHEMA_VERSION, kind: "otp".into(), hold: env.id.clone(), member: member.clone(),
+                        phone: m.phone.clone(), sealed: o.sealed.clone(), expires_at }));
+                }
                 w.holds.push(Hold {
                     v: SCHEMA_VERSION,
                     id: env.id.clone(),
@@ -551,12 +562,13 @@ impl Ledger {
                     expires_at,
                     seq: w.seq0,
                     consumed: used.clone(),
+                    otp: otp.as_ref().map(|o| HoldOtp { hash: o.hash.clone(), left: o.attempts }),
                 });
                 let d = w.draft();
                 d.used = used;
                 d.amount = *amount;
             }
-            Command::Capture { hold, amount } => {
+            Command::Capture { hold, amount, otp } => {
                 let mut h = self.hold_rec(txn, w, hold)?;
                 if h.state != HoldState::Open {
                     return Err(LedgerError::HoldNotOpen { id: hold.clone(), state: h.state.name().into() });
@@ -565,6 +577,26 @@ impl Ledger {
                     return Err(LedgerError::HoldExpired(hold.clone()));
                 }
                 self.active_member(txn, w, &h.member)?;
+                if let Some(code) = h.otp.clone() {
+                    let Some(given) = otp else {
+                        return invalid(format!("hold {hold:?} requires a one-time code"));
+                    };
+                    if *given != code.hash {
+                        // A wrong code is recorded (RK-5): one attempt fewer; the last voids the hold.
+                        let left = code.left.saturating_sub(1);
+                        if left == 0 {
+                            h.otp = Some(HoldOtp { left, ..code });
+                            self.void_hold(txn, w, h)?;
+                            w.draft().cursor = Some("otp_exhausted".into());
+                        } else {
+                            h.otp = Some(HoldOtp { left, ..code });
+                            w.holds.push(h);
+                            let d = w.draft();
+                            d.cursor = Some(format!("otp_rejected:{left}"));
+                        }
+                        return Ok(());
+                    }
+                }
                 let n = amount.unwrap_or(h.amount);
                 check_amount(n)?;
                 if n > h.amount {
@@ -708,6 +740,8 @@ impl Ledger {
         let e: Entry = get(&self.store.journal, txn, &seq_key(rec.seq))?
             .ok_or_else(|| LedgerError::Storage(format!("journal entry {} missing", rec.seq)))?;
         let original = match &e.cmd {
+            // A capture entry with a cursor recorded a wrong one-time code, not a capture.
+            Command::Capture { .. } if e.cursor.is_some() => return Err(LedgerError::NotReversible("a rejected one-time code cannot be reversed".into())),
             Command::Credit { .. } | Command::Redeem { .. } | Command::Capture { .. } => e.amount,
             other => return Err(LedgerError::NotReversible(format!("a {} cannot be reversed", other.kind()))),
         };
@@ -924,6 +958,9 @@ impl Ledger {
         }
         for (seq, n) in &w.reversals {
             put(&self.store.reversals, txn, &seq_key(*seq), n)?;
+        }
+        for (k, msg) in &w.outbox {
+            put(&self.store.outbox, txn, k, msg)?;
         }
         if w.next_lot != self.next_lot {
             self.next_lot = w.next_lot;

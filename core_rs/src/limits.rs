@@ -27,6 +27,9 @@ pub const EXPIRE_ACCOUNTS_PER_COMMAND_MAX: usize = 10_000;
 /// date is computable and no `at + ttl` can overflow.
 pub const TIME_MS_MIN: i64 = 0;
 pub const TIME_MS_MAX: i64 = 253_402_300_799_999;
+/// One-time codes of holds (RK-5): wrong attempts allowed at most, sealed code size.
+pub const OTP_ATTEMPTS_MAX: u32 = 10;
+pub const OTP_SEALED_BYTES_MAX: usize = 64;
 /// Hold time-to-live bounds.
 pub const HOLD_TTL_MS_MIN: i64 = 1_000;
 pub const HOLD_TTL_MS_MAX: i64 = 30 * 24 * 3_600_000;

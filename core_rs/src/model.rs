@@ -297,6 +297,29 @@ pub struct Hold {
     pub expires_at: Ms,
     pub seq: u64,
     pub consumed: Vec<Consumed>,
+    /// The one-time code this hold requires before capture (RK-5), when it does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub otp: Option<HoldOtp>,
+}
+
+/// A hold's code: its keyed hash (never the code) and the wrong attempts still allowed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HoldOtp {
+    pub hash: String,
+    pub left: u32,
+}
+
+/// A notification waiting in `outbox` (key: journal seq big-endian ++ hold id) for delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutboxMessage {
+    pub v: u8,
+    pub kind: String,
+    pub hold: String,
+    pub member: String,
+    pub phone: String,
+    #[serde(with = "serde_bytes")]
+    pub sealed: Vec<u8>,
+    pub expires_at: Ms,
 }
 
 /// A double-entry posting: `amount` of `point_type` from one account key to another.

@@ -12,8 +12,8 @@ use crate::limits::*;
 pub type Db = Database<'static, Bytes, Bytes>;
 
 /// Names of the named databases, as `mdb_stat -a` lists them.
-pub const DB_NAMES: [&str; 10] =
-    ["meta", "programmes", "members", "accounts", "account_log", "journal", "idempotency", "holds", "open_holds", "reversals"];
+pub const DB_NAMES: [&str; 11] =
+    ["meta", "programmes", "members", "accounts", "account_log", "journal", "idempotency", "holds", "open_holds", "reversals", "outbox"];
 
 #[derive(Clone)]
 pub struct Store {
@@ -39,6 +39,9 @@ pub struct Store {
     pub open_holds: Db,
     /// target seq → points reversed so far
     pub reversals: Db,
+    /// seq (u64 BE) ++ hold id → OutboxMessage: notifications (one-time codes) written in the
+    /// transaction that creates them, deleted once delivered (`outbox_peek` / `outbox_delete`).
+    pub outbox: Db,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,18 +64,18 @@ impl Store {
         // SAFETY: the engine registry guarantees one open environment per path per process.
         let env = unsafe { opts.open(path) }?;
         let w = env.write_txn()?;
-        let dbs: [Db; 10] = env
+        let dbs: [Db; 11] = env
             .create_databases_and_commit(w, |opener, w| -> heed::Result<_> {
                 let mut out = Vec::with_capacity(DB_NAMES.len());
                 for name in DB_NAMES {
                     out.push(opener.create_database::<Bytes, Bytes>(w, Some(name))?);
                 }
-                let arr: [Database<'_, Bytes, Bytes>; 10] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
+                let arr: [Database<'_, Bytes, Bytes>; 11] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
                 Ok(heed::CommitOrAbort::<_, ()>::Commit(arr))
             })?
             .unwrap_commit();
-        let [meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals] = dbs;
-        let store = Store { meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, env: env.clone(), path: path.to_path_buf() };
+        let [meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, outbox] = dbs;
+        let store = Store { meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, outbox, env: env.clone(), path: path.to_path_buf() };
         Ok(store)
     }
 
@@ -82,6 +85,29 @@ impl Store {
 
     pub fn write_txn(&self) -> Result<RwTxn<'_>> {
         Ok(self.env.write_txn()?)
+    }
+
+    /// Up to `limit` undelivered notifications, oldest first: (key, msgpack OutboxMessage).
+    pub fn outbox_peek(&self, limit: usize) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let txn = self.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.outbox.iter(&txn)?.take(limit) {
+            let (k, v) = item?;
+            out.push((k.to_vec(), v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Delete delivered notifications in one durable write transaction of its own (LMDB
+    /// serialises it with the writer's; the writer keeps no outbox state).
+    pub fn outbox_delete(&self, keys: &[Vec<u8>]) -> Result<usize> {
+        let mut txn = self.write_txn()?;
+        let mut n = 0;
+        for k in keys {
+            n += usize::from(self.outbox.delete(&mut txn, k)?);
+        }
+        txn.commit()?;
+        Ok(n)
     }
 }
 

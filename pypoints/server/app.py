@@ -23,7 +23,7 @@ from pypoints.server.errors import ApiError
 from pypoints.server.ledger import LedgerServicer
 from pypoints.server.members import MemberServicer
 from pypoints.server.metrics import Metrics
-from pypoints.server.otp import Otp
+from pypoints.server.otp import LogFileSender, Otp, Sender, WebhookSender, load_key
 from pypoints.server.programmes import ProgrammeServicer
 from pypoints.v1 import (batch_pb2, batch_pb2_grpc, ledger_pb2, ledger_pb2_grpc, members_pb2,
                          members_pb2_grpc, programmes_pb2, programmes_pb2_grpc)
@@ -56,12 +56,17 @@ class ServerConfig:
 class App:
     """A running pypoints gRPC server. `App(config).start()`; `.port` is the bound port."""
 
-    def __init__(self, config: ServerConfig, *, clock: Clock = system_clock, ledger: Ledger | None = None) -> None:
+    def __init__(self, config: ServerConfig, *, clock: Clock = system_clock, ledger: Ledger | None = None,
+                 otp_sender: Sender | None = None, deliver_otp: bool = True) -> None:
         self.config = config
         self.ledger = ledger if ledger is not None else Ledger(config.data_dir, clock=clock)
         self.auth = Auth(TokenStore(config.data_dir))
         self.metrics = Metrics(self.ledger.writer_stats)
-        self.otp = Otp(self)
+        if otp_sender is None:
+            otp_sender = (WebhookSender(config.otp_webhook) if config.otp_webhook
+                          else LogFileSender(Path(config.data_dir) / "otp-outbox.log"))
+        self.otp = Otp(self, load_key(Path(config.data_dir)), otp_sender)
+        self._deliver_otp = deliver_otp
         self.health = health.HealthServicer()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -90,6 +95,8 @@ class App:
 
     def start(self) -> App:
         self.server.start()
+        if self._deliver_otp:
+            self.otp.start()
         if self.config.metrics_port is not None:
             self.metrics_port = self.metrics.serve_http(self.config.host, self.config.metrics_port)
         for name in ["", *SERVICES]:
@@ -118,6 +125,7 @@ class App:
         log.info("stopping", extra={"event": "stopping", "grace_s": grace if grace is not None else self.config.grace_s})
         self.server.stop(grace if grace is not None else self.config.grace_s).wait()
         self.metrics.close()
+        self.otp.stop()
         self.ledger.close()
         log.info("stopped", extra={"event": "stopped"})
         self._stopped.set()

@@ -8,7 +8,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::audit;
-use crate::command::{Command, Envelope, Order, Receipt as CoreReceipt};
+use crate::command::{Command, Envelope, OtpSpec, Order, Receipt as CoreReceipt};
 use crate::engine::{Engine as CoreEngine, Outcome};
 use crate::error::LedgerError;
 use crate::limits;
@@ -129,6 +129,20 @@ impl<'py> Fields<'_, 'py> {
     fn sub<'b>(&self, t: &'b Bound<'py, PyTuple>, what: &str) -> Fields<'b, 'py> {
         Fields { t, op: format!("{}.{what}", self.op) }
     }
+    /// An optional trailing field: absent (shorter tuple) or None.
+    fn has(&self, i: usize) -> bool {
+        self.t.len() > i && !self.t.get_item(i).map(|v| v.is_none()).unwrap_or(true)
+    }
+    /// `(hash, attempts, sealed bytes)` of a hold's one-time code.
+    fn otp(&self, i: usize) -> Result<Option<OtpSpec>, LedgerError> {
+        if !self.has(i) {
+            return Ok(None);
+        }
+        let t = self.tuple(i)?;
+        let of = self.sub(&t, "otp");
+        let sealed = of.item(2)?.extract::<Vec<u8>>().map_err(|_| bad(&of.op, 2, "bytes"))?;
+        Ok(Some(OtpSpec { hash: of.str(0)?, attempts: to_u32(of.int(1)?, "otp attempts")?, sealed }))
+    }
     fn order(&self, i: usize) -> Result<Order, LedgerError> {
         Ok(Order { channel: self.str(i)?, merchant: self.str(i + 1)?, order_ref: self.str(i + 2)?, org: self.str(i + 3)? })
     }
@@ -193,8 +207,8 @@ fn parse(obj: &Bound<'_, PyAny>) -> Result<Envelope, LedgerError> {
         },
         "credit" => Command::Credit { member: f.str(3)?, point_type: f.str(4)?, amount: f.int(5)?, effective_at: f.opt_int(6)?, memo: f.str(7)? },
         "redeem" => Command::Redeem { member: f.str(3)?, point_type: f.opt_str(4)?, amount: f.int(5)?, order: f.order(6)? },
-        "hold" => Command::Hold { member: f.str(3)?, point_type: f.opt_str(4)?, amount: f.int(5)?, ttl_ms: f.int(6)?, order: f.order(7)? },
-        "capture" => Command::Capture { hold: f.str(3)?, amount: f.opt_int(4)? },
+        "hold" => Command::Hold { member: f.str(3)?, point_type: f.opt_str(4)?, amount: f.int(5)?, ttl_ms: f.int(6)?, order: f.order(7)?, otp: f.otp(11)? },
+        "capture" => Command::Capture { hold: f.str(3)?, amount: f.opt_int(4)?, otp: if f.has(5) { Some(f.str(5)?) } else { None } },
         "void" => Command::Void { hold: f.str(3)? },
         "transfer" => Command::Transfer { from: f.str(3)?, to: f.str(4)?, point_type: f.str(5)?, amount: f.int(6)? },
         "convert" => Command::Convert { member: f.str(3)?, from_type: f.str(4)?, to_type: f.str(5)?, amount: f.int(6)? },
@@ -339,6 +353,19 @@ impl Engine {
         let e = self.engine(py)?;
         let b = detached(py, move || Ok(encode(&query::hold(&e.store, &id)?)))?;
         Ok(PyBytes::new(py, &b))
+    }
+
+    /// Up to `limit` undelivered notifications, oldest first: [(key, msgpack message)].
+    fn outbox_peek<'py>(&self, py: Python<'py>, limit: usize) -> PyResult<Vec<(Bound<'py, PyBytes>, Bound<'py, PyBytes>)>> {
+        let e = self.engine(py)?;
+        let rows = detached(py, move || e.store.outbox_peek(limit.min(limits::PAGE_SIZE_MAX)))?;
+        Ok(rows.into_iter().map(|(k, v)| (PyBytes::new(py, &k), PyBytes::new(py, &v))).collect())
+    }
+
+    /// Delete delivered notifications by key (one durable transaction); returns how many.
+    fn outbox_delete(&self, py: Python<'_>, keys: Vec<Vec<u8>>) -> PyResult<usize> {
+        let e = self.engine(py)?;
+        detached(py, move || e.store.outbox_delete(&keys))
     }
 
     /// The writer's counters since the engine opened: groups, commands, apply/flush/commit ns,

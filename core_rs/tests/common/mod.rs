@@ -92,11 +92,11 @@ pub fn redeem(m: &str, t: Option<&str>, n: i64) -> Command {
 }
 
 pub fn hold(m: &str, t: Option<&str>, n: i64, ttl_ms: i64) -> Command {
-    Command::Hold { member: m.into(), point_type: t.map(Into::into), amount: n, ttl_ms, order: order() }
+    Command::Hold { member: m.into(), point_type: t.map(Into::into), amount: n, ttl_ms, order: order(), otp: None }
 }
 
 pub fn capture(h: &str, n: Option<i64>) -> Command {
-    Command::Capture { hold: h.into(), amount: n }
+    Command::Capture { hold: h.into(), amount: n, otp: None }
 }
 
 pub fn void(h: &str) -> Command {
