@@ -175,9 +175,20 @@ class Ledger:
         return [Entry.from_record(_unpack(b)) for b in self.engine.journal(from_seq, self._page_size(page_size))]
 
     def member(self, id: str) -> Member:
-        r = _unpack(self.engine.member(id))
+        return self._member(_unpack(self.engine.member(id)))
+
+    @staticmethod
+    def _member(r: dict[str, Any]) -> Member:
         return Member(r["id"], r["programme"], r["phone"], r["id_hash"], tuple(r["org"]), r["tier"],
                       r["kind"], r["status"], r["created_at"])
+
+    def find_members(self, *, phone: str | None = None, id_number: str | None = None) -> list[Member]:
+        """Members bound to a phone number or a national ID number (MA-2, MA-14), by member id.
+        The ID number is hashed first, like at sign-up (RK-9)."""
+        if (phone is None) == (id_number is None):
+            raise InvalidArgument("give phone or id_number")
+        kind, value = ("phone", phone) if phone is not None else ("id_hash", _core.hash_id_number(id_number or ""))
+        return [self._member(_unpack(b)) for b in self.engine.find_members(kind, value or "")]
 
     def hold_state(self, id: str) -> Hold:
         r = _unpack(self.engine.hold(id))

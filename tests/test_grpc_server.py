@@ -56,11 +56,23 @@ def test_programme_and_member_methods(admin: Client) -> None:
     assert admin.call(admin.members, "GetMember", M.GetMemberRequest(member_id="m1")).status == "active"
 
 
-def test_find_member_is_declared_but_unimplemented(admin: Client) -> None:
-    """Lookup by phone/ID/card needs a core index that does not exist yet: UNIMPLEMENTED, said plainly."""
+def test_find_members_by_phone_and_id_number(admin: Client, server: Server) -> None:
+    """MA-2, MA-14: look members up by bound phone (shared by a household) or ID number (hashed
+    first); cards are not in the model yet (UNIMPLEMENTED, said plainly)."""
     seed(admin)
-    expect_error(admin.call, admin.members, "FindMember", M.FindMemberRequest(phone="13800000000"),
-                 code=S.UNIMPLEMENTED, reason="NOT_IMPLEMENTED")
+    admin.call(admin.members, "CreateMember", M.CreateMemberRequest(
+        request_id="open.m7", member_id="m7", programme="p", phone="13900000007", id_number="370102199001010007"))
+    found = admin.call(admin.members, "FindMembers", M.FindMembersRequest(phone="13800000000")).members
+    assert [m.member_id for m in found] == ["m1", "m2", "m3"]
+    by_id = admin.call(admin.members, "FindMembers", M.FindMembersRequest(id_number=" 370102199001010007 ")).members
+    assert [m.member_id for m in by_id] == ["m7"]
+    assert admin.call(admin.members, "FindMembers", M.FindMembersRequest(phone="000")).members == []
+    op = server.client("operator", "Shandong/Qingdao")
+    assert [m.member_id for m in op.call(op.members, "FindMembers", M.FindMembersRequest(phone="13800000000")).members] == ["m1", "m2"]
+    expect_error(admin.call, admin.members, "FindMembers", M.FindMembersRequest(),
+                 code=S.INVALID_ARGUMENT, reason="INVALID_ARGUMENT", field="key")
+    expect_error(admin.call, admin.members, "FindMembers", M.FindMembersRequest(card="6222000011112222"),
+                 code=S.UNIMPLEMENTED, reason="NOT_IMPLEMENTED", field="card")
 
 
 def test_ledger_methods(admin: Client, server: Server) -> None:

@@ -941,6 +941,9 @@ impl Ledger {
         drop(cache);
         for m in &w.members {
             put(&self.store.members, txn, m.id.as_bytes(), m)?;
+            for k in member_index_keys(m) {
+                self.store.member_index.put(txn, &k, &[])?;
+            }
             self.members.borrow_mut().insert(m.id.clone(), Rc::new(m.clone()));
         }
         for h in &w.holds {

@@ -24,6 +24,30 @@ pub fn member(store: &Store, id: &str) -> Result<Member> {
     get::<Member>(&store.members, &txn, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownMember(id.to_string()))
 }
 
+/// Members bound to a phone (`kind` "phone") or an ID-number hash ("id_hash"), by member id;
+/// at most PAGE_SIZE_MAX.
+pub fn find_members(store: &Store, kind: &str, value: &str) -> Result<Vec<Member>> {
+    let k = match kind {
+        "phone" => "p",
+        "id_hash" => "i",
+        other => return invalid(format!("find members by phone or id_hash, not {other:?}")),
+    };
+    if value.is_empty() {
+        return invalid(format!("{kind} must not be empty"));
+    }
+    let txn = store.read_txn()?;
+    let prefix = member_index_key(k, value, "");
+    let mut out = vec![];
+    for item in store.member_index.prefix_iter(&txn, &prefix)?.take(PAGE_SIZE_MAX) {
+        let (key, _) = item?;
+        let id = std::str::from_utf8(&key[prefix.len()..]).map_err(|e| LedgerError::Storage(e.to_string()))?;
+        if let Some(m) = get::<Member>(&store.members, &txn, id.as_bytes())? {
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
 pub fn programme(store: &Store, id: &str) -> Result<Programme> {
     let txn = store.read_txn()?;
     get::<Programme>(&store.programmes, &txn, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownProgramme(id.to_string()))

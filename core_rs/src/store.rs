@@ -12,8 +12,10 @@ use crate::limits::*;
 pub type Db = Database<'static, Bytes, Bytes>;
 
 /// Names of the named databases, as `mdb_stat -a` lists them.
-pub const DB_NAMES: [&str; 11] =
-    ["meta", "programmes", "members", "accounts", "account_log", "journal", "idempotency", "holds", "open_holds", "reversals", "outbox"];
+pub const DB_NAMES: [&str; 12] = [
+    "meta", "programmes", "members", "accounts", "account_log", "journal", "idempotency", "holds", "open_holds", "reversals", "outbox",
+    "member_index",
+];
 
 #[derive(Clone)]
 pub struct Store {
@@ -42,6 +44,25 @@ pub struct Store {
     /// seq (u64 BE) ++ hold id → OutboxMessage: notifications (one-time codes) written in the
     /// transaction that creates them, deleted once delivered (`outbox_peek` / `outbox_delete`).
     pub outbox: Db,
+    /// `p:` phone / `i:` ID-number hash, `\0`, member id → () : members by bound phone or ID
+    /// number (MA-2, MA-14); several members may share a phone (a household).
+    pub member_index: Db,
+}
+
+/// The `member_index` keys of a member (its bound phone and ID-number hash, when present).
+pub fn member_index_keys(m: &crate::model::Member) -> Vec<Vec<u8>> {
+    let mut out = vec![];
+    if !m.phone.is_empty() {
+        out.push(member_index_key("p", &m.phone, &m.id));
+    }
+    if let Some(h) = &m.id_hash {
+        out.push(member_index_key("i", h, &m.id));
+    }
+    out
+}
+
+pub fn member_index_key(kind: &str, value: &str, member: &str) -> Vec<u8> {
+    format!("{kind}:{value}\0{member}").into_bytes()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,18 +85,19 @@ impl Store {
         // SAFETY: the engine registry guarantees one open environment per path per process.
         let env = unsafe { opts.open(path) }?;
         let w = env.write_txn()?;
-        let dbs: [Db; 11] = env
+        let dbs: [Db; 12] = env
             .create_databases_and_commit(w, |opener, w| -> heed::Result<_> {
                 let mut out = Vec::with_capacity(DB_NAMES.len());
                 for name in DB_NAMES {
                     out.push(opener.create_database::<Bytes, Bytes>(w, Some(name))?);
                 }
-                let arr: [Database<'_, Bytes, Bytes>; 11] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
+                let arr: [Database<'_, Bytes, Bytes>; 12] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
                 Ok(heed::CommitOrAbort::<_, ()>::Commit(arr))
             })?
             .unwrap_commit();
-        let [meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, outbox] = dbs;
-        let store = Store { meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, outbox, env: env.clone(), path: path.to_path_buf() };
+        let [meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, outbox, member_index] = dbs;
+        let store = Store { meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, outbox, member_index, env: env.clone(), path: path.to_path_buf() };
+        store.backfill_member_index()?;
         Ok(store)
     }
 
@@ -85,6 +107,27 @@ impl Store {
 
     pub fn write_txn(&self) -> Result<RwTxn<'_>> {
         Ok(self.env.write_txn()?)
+    }
+
+    /// A store written before `member_index` existed gets it built once, at open.
+    fn backfill_member_index(&self) -> Result<()> {
+        {
+            let r = self.read_txn()?;
+            if !self.member_index.is_empty(&r)? || self.members.is_empty(&r)? {
+                return Ok(());
+            }
+        }
+        let mut w = self.write_txn()?;
+        let mut keys = vec![];
+        for item in self.members.iter(&w)? {
+            let (_, v) = item?;
+            keys.extend(member_index_keys(&decode::<crate::model::Member>(v)?));
+        }
+        for k in keys {
+            self.member_index.put(&mut w, &k, &[])?;
+        }
+        w.commit()?;
+        Ok(())
     }
 
     /// Up to `limit` undelivered notifications, oldest first: (key, msgpack OutboxMessage).

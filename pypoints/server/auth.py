@@ -145,7 +145,7 @@ def denied(message: str) -> ApiError:
     return ApiError(grpc.StatusCode.PERMISSION_DENIED, "PERMISSION_DENIED", message)
 
 
-def _in_org(org: tuple[str, ...], scope: str) -> bool:
+def in_org(org: tuple[str, ...], scope: str) -> bool:
     want = tuple(scope.split("/")) if scope else ()
     return len(org) >= len(want) and tuple(org[: len(want)]) == want
 
@@ -200,8 +200,8 @@ class Auth:
 
     def _members_of(self, action: str, req: Any, app: App) -> list[str]:
         """The members a scoped call touches."""
-        if action == "members.create":
-            return []
+        if action in ("members.create", "members.find"):
+            return []  # create: the request's org is checked; find: results are filtered
         if action == "ledger.transfer":
             return [req.from_member_id, req.to_member_id]
         if action in ("ledger.capture", "ledger.void", "ledger.get_hold"):
@@ -227,11 +227,11 @@ class Auth:
     def _check_members(self, who: Principal, members: list[str], app: App) -> None:
         for m in members:
             org = self._member_org(app, m)
-            if org is not None and not _in_org(org, who.scope):
+            if org is not None and not in_org(org, who.scope):
                 raise denied(f"member {m!r} is outside {who.role} scope {who.scope!r}")
 
     def _operator(self, who: Principal, action: str, req: Any, app: App) -> None:
-        if action == "members.create" and not _in_org(tuple(req.org), who.scope):
+        if action == "members.create" and not in_org(tuple(req.org), who.scope):
             raise denied(f"org {'/'.join(req.org)!r} is outside operator scope {who.scope!r}")
         self._check_members(who, self._members_of(action, req, app), app)
 

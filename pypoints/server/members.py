@@ -7,6 +7,7 @@ from typing import Any
 import grpc
 
 from pypoints.models import Member
+from pypoints.server.auth import in_org
 from pypoints.server.base import Servicer, receipt_pb, require, rpc
 from pypoints.server.errors import ApiError, invalid
 from pypoints.v1 import members_pb2 as pb
@@ -33,13 +34,21 @@ class MemberServicer(Servicer, members_pb2_grpc.MemberServiceServicer):
     def GetMember(self, req: pb.GetMemberRequest, context: grpc.ServicerContext, who: Any) -> pb.Member:
         return member_pb(self.app.ledger.member(require(req.member_id, "member_id")))
 
-    @rpc("members.find", default_field="phone")
-    def FindMember(self, req: pb.FindMemberRequest, context: grpc.ServicerContext, who: Any) -> pb.Member:
+    @rpc("members.find", default_field="phone", fields={"phone": "phone", "id_hash": "id_number"})
+    def FindMembers(self, req: pb.FindMembersRequest, context: grpc.ServicerContext, who: Any) -> pb.FindMembersResponse:
         key = req.WhichOneof("key")
         if key is None:
             raise invalid("key", "give phone, id_number or card")
-        raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED",
-                       "lookup by phone, ID number or card needs a core index (not built yet)", key)
+        if key == "card":
+            raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED",
+                           "cards are not in the ledger's model yet (card binding arrives with the cards issue)", "card")
+        value = getattr(req, key)
+        if not value:
+            raise invalid(key, f"{key} must not be empty")
+        found = self.app.ledger.find_members(**{key: value})
+        if who.role in ("operator", "shopkeeper"):  # only members inside the token's subtree
+            found = [m for m in found if in_org(m.org, who.scope)]
+        return pb.FindMembersResponse(members=[member_pb(m) for m in found])
 
     @rpc("members.freeze", default_field="member_id")
     def FreezeMember(self, req: pb.FreezeMemberRequest, context: grpc.ServicerContext, who: Any) -> pb.FreezeMemberResponse:

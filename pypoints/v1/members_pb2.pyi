@@ -64,7 +64,7 @@ class GetMemberRequest(_message.Message):
     member_id: str
     def __init__(self, member_id: _Optional[str] = ...) -> None: ...
 
-class FindMemberRequest(_message.Message):
+class FindMembersRequest(_message.Message):
     __slots__ = ("phone", "id_number", "card")
     PHONE_FIELD_NUMBER: _ClassVar[int]
     ID_NUMBER_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +73,12 @@ class FindMemberRequest(_message.Message):
     id_number: str
     card: str
     def __init__(self, phone: _Optional[str] = ..., id_number: _Optional[str] = ..., card: _Optional[str] = ...) -> None: ...
+
+class FindMembersResponse(_message.Message):
+    __slots__ = ("members",)
+    MEMBERS_FIELD_NUMBER: _ClassVar[int]
+    members: _containers.RepeatedCompositeFieldContainer[Member]
+    def __init__(self, members: _Optional[_Iterable[_Union[Member, _Mapping]]] = ...) -> None: ...
 
 class FreezeMemberRequest(_message.Message):
     __slots__ = ("request_id", "member_id", "reason")

@@ -45,10 +45,10 @@ class MemberServiceStub:
                 request_serializer=pypoints_dot_v1_dot_members__pb2.GetMemberRequest.SerializeToString,
                 response_deserializer=pypoints_dot_v1_dot_members__pb2.Member.FromString,
                 _registered_method=True)
-        self.FindMember = channel.unary_unary(
-                '/pypoints.v1.MemberService/FindMember',
-                request_serializer=pypoints_dot_v1_dot_members__pb2.FindMemberRequest.SerializeToString,
-                response_deserializer=pypoints_dot_v1_dot_members__pb2.Member.FromString,
+        self.FindMembers = channel.unary_unary(
+                '/pypoints.v1.MemberService/FindMembers',
+                request_serializer=pypoints_dot_v1_dot_members__pb2.FindMembersRequest.SerializeToString,
+                response_deserializer=pypoints_dot_v1_dot_members__pb2.FindMembersResponse.FromString,
                 _registered_method=True)
         self.FreezeMember = channel.unary_unary(
                 '/pypoints.v1.MemberService/FreezeMember',
@@ -78,8 +78,10 @@ class MemberServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def FindMember(self, request, context):
-        """Look a member up by bound phone number or national ID number (MA-2, MA-14).
+    def FindMembers(self, request, context):
+        """Members bound to a phone number or a national ID number (MA-2, MA-14), by member id; a
+        phone may be shared (a household). Lookup by card is declared for the cards issue and
+        answers UNIMPLEMENTED until cards exist.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,10 +113,10 @@ def add_MemberServiceServicer_to_server(servicer, server):
                     request_deserializer=pypoints_dot_v1_dot_members__pb2.GetMemberRequest.FromString,
                     response_serializer=pypoints_dot_v1_dot_members__pb2.Member.SerializeToString,
             ),
-            'FindMember': grpc.unary_unary_rpc_method_handler(
-                    servicer.FindMember,
-                    request_deserializer=pypoints_dot_v1_dot_members__pb2.FindMemberRequest.FromString,
-                    response_serializer=pypoints_dot_v1_dot_members__pb2.Member.SerializeToString,
+            'FindMembers': grpc.unary_unary_rpc_method_handler(
+                    servicer.FindMembers,
+                    request_deserializer=pypoints_dot_v1_dot_members__pb2.FindMembersRequest.FromString,
+                    response_serializer=pypoints_dot_v1_dot_members__pb2.FindMembersResponse.SerializeToString,
             ),
             'FreezeMember': grpc.unary_unary_rpc_method_handler(
                     servicer.FreezeMember,
@@ -192,7 +194,7 @@ class MemberService:
             _registered_method=True)
 
     @staticmethod
-    def FindMember(request,
+    def FindMembers(request,
             target,
             options=(),
             channel_credentials=None,
@@ -205,9 +207,9 @@ class MemberService:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/pypoints.v1.MemberService/FindMember',
-            pypoints_dot_v1_dot_members__pb2.FindMemberRequest.SerializeToString,
-            pypoints_dot_v1_dot_members__pb2.Member.FromString,
+            '/pypoints.v1.MemberService/FindMembers',
+            pypoints_dot_v1_dot_members__pb2.FindMembersRequest.SerializeToString,
+            pypoints_dot_v1_dot_members__pb2.FindMembersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -343,6 +343,13 @@ impl Engine {
         Ok(PyBytes::new(py, &b))
     }
 
+    /// msgpack members bound to a phone (`kind` "phone") or an ID-number hash ("id_hash").
+    fn find_members<'py>(&self, py: Python<'py>, kind: String, value: String) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let e = self.engine(py)?;
+        let rows = detached(py, move || Ok(query::find_members(&e.store, &kind, &value)?.iter().map(encode).collect::<Vec<_>>()))?;
+        Ok(rows.into_iter().map(|b| PyBytes::new(py, &b)).collect())
+    }
+
     fn programme<'py>(&self, py: Python<'py>, id: String) -> PyResult<Bound<'py, PyBytes>> {
         let e = self.engine(py)?;
         let b = detached(py, move || Ok(encode(&query::programme(&e.store, &id)?)))?;
