@@ -71,11 +71,14 @@ def rpc(action: str, *, default_field: str = "", fields: dict[str, str] | None =
                 app.auth.authorize(principal, action, request, app)
                 return fn(self, request, context, principal)
             except Exception as exc:  # noqa: BLE001 - every error becomes a status
-                if isinstance(exc, grpc.RpcError) or type(exc).__name__ == "_AbortError":
+                if isinstance(exc, grpc.RpcError):
                     raise
                 st, reason = status_of(exc, table, default_field)
                 if reason == "INTERNAL":
                     log.exception("internal error in %s", action)
+                elif log.isEnabledFor(logging.INFO):
+                    log.info("refused", extra={"event": "refused", "method": action, "reason": reason,
+                                               "code": st.code.name})
                 context.abort_with_status(st)
                 raise  # unreachable: abort_with_status raises
             finally:
