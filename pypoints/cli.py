@@ -136,6 +136,9 @@ def serve(host: str, port: int, data_dir: Path, seed_demo: bool, workers: int, m
     config = ServerConfig(data_dir=data_dir, host=host, port=port, workers=workers, metrics_port=metrics_port,
                           tls_cert=tls_cert, tls_key=tls_key, grace_s=grace, otp_webhook=otp_webhook)
     app = App(config).start()
+    if not any(r.revoked_at is None for r in TokenStore(data_dir).list()):
+        click.echo(f"no tokens yet: every call will be UNAUTHENTICATED; create one with\n"
+                   f"  pypoints token create --data-dir {data_dir} --role admin", err=True)
     click.echo(f"pypoints serving on {host}:{app.port} (data {data_dir})"
                + (f", metrics on :{app.metrics_port}/metrics" if app.metrics_port else ""), err=True)
 

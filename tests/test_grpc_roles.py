@@ -69,6 +69,10 @@ def test_upstream_earns_and_credits_only(seeded: Server) -> None:
     out = list(u.batch.SubmitBatches(iter([B.CommandBatch(batch_id="u", commands=msgpack.packb(
         [("credit", "u.b1", seeded.clock.now, "m2", "general", 7, None, "")]))]), metadata=u.md, timeout=10))
     assert out[0].applied == 1
+    far_past = seeded.clock.now - 8 * 24 * 3_600_000
+    expect_error(lambda: list(u.batch.SubmitBatches(iter([B.CommandBatch(batch_id="old", commands=msgpack.packb(
+        [("credit", "u.old", far_past, "m2", "general", 7, None, "")]))]), metadata=u.md, timeout=10)),
+        code=S.INVALID_ARGUMENT, reason="INVALID_ARGUMENT", field="commands")
     denied(seeded, u.call, u.ledger, "Redeem", L.RedeemRequest(request_id="u.2", member_id="m1", amount=1))
     denied(seeded, u.call, u.ledger, "GetBalances", L.GetBalancesRequest(member_id="m1"))
     denied(seeded, lambda: list(u.batch.SubmitBatches(iter([B.CommandBatch(batch_id="u2", commands=msgpack.packb(

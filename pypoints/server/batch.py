@@ -33,6 +33,16 @@ def encode_results(results: list[Any]) -> tuple[bytes, int, int, int]:
     return msgpack.packb(out), len(out) - refused - replayed, replayed, refused
 
 
+def check_times(cmds: tuple[Any, ...], now: int) -> None:
+    """Every command time within [now - BATCH_AT_PAST_MS_MAX, now + BATCH_AT_FUTURE_MS_MAX]
+    (malformed items are left to the core, which refuses them one by one)."""
+    ats = [x[2] for x in cmds if isinstance(x, tuple) and len(x) > 2 and type(x[2]) is int]
+    if ats and (min(ats) < now - limits.BATCH_AT_PAST_MS_MAX or max(ats) > now + limits.BATCH_AT_FUTURE_MS_MAX):
+        raise invalid("commands", "a command's time (field 2, UTC ms) is more than "
+                      f"{limits.BATCH_AT_PAST_MS_MAX // 3_600_000} h before or "
+                      f"{limits.BATCH_AT_FUTURE_MS_MAX // 60_000} min after the server's clock")
+
+
 class BatchServicer(Servicer, batch_pb2_grpc.BatchServiceServicer):
     def SubmitBatches(self, requests: Iterator[pb.CommandBatch], context: grpc.ServicerContext) -> Iterator[pb.BatchResult]:
         app = self.app
@@ -56,6 +66,8 @@ class BatchServicer(Servicer, batch_pb2_grpc.BatchServiceServicer):
                     raise invalid("commands", f"batch {msg.batch_id!r} holds {len(cmds)} commands, at most "
                                   f"{limits.BATCH_COMMANDS_MAX}", "LIMIT_EXCEEDED")
                 app.auth.authorize_batch(principal, cmds)
+                if principal.role != "admin":
+                    check_times(cmds, app.ledger.clock())
                 results = app.ledger.submit_tuples(list(cmds))  # C-level copy: the core takes a list
                 packed, applied, replayed, refused = encode_results(results)
                 app.metrics.batch_ops.inc(len(cmds))

@@ -9,6 +9,11 @@ from pypoints import _core
 MESSAGE_BYTES_MAX = 16 * 1024 * 1024
 #: Commands in one message of BatchService.SubmitBatches (= the core's batch limit).
 BATCH_COMMANDS_MAX = _core.BATCH_SIZE_MAX
+#: Command times (`at`, UTC ms) a non-admin token may put in a streamed batch, relative to the
+#: server's clock: a nightly upstream file may carry yesterday's business time, nothing older
+#: than a week and nothing in the future beyond clock skew (admins may backfill any time).
+BATCH_AT_PAST_MS_MAX = 7 * 24 * 3_600_000
+BATCH_AT_FUTURE_MS_MAX = 5 * 60_000
 #: Page sizes of list methods: 0 means the default.
 PAGE_SIZE_DEFAULT = _core.PAGE_SIZE_DEFAULT
 PAGE_SIZE_MAX = _core.PAGE_SIZE_MAX
