@@ -301,8 +301,6 @@ STATE_CASES = [
     case(LimitExceeded, lambda L: L.redeem("x.r", "dave", 500_005), "coin-over-order-maximum"),
     case(InvalidArgument, lambda L: L.hold("x.h", "dave", 7, ttl_ms=TTL), "coin-hold-not-a-multiple"),
     # reversal (EH-9, RK-10)
-    case(NotReversible, lambda L: L.reverse("x.rev", "t1"), "reverse-transfer"),
-    case(NotReversible, lambda L: L.reverse("x.rev", "cv1"), "reverse-convert"),
     case(NotReversible, lambda L: L.reverse("x.rev", "h.open"), "reverse-hold"),
     case(NotReversible, lambda L: L.reverse("x.rev", "void.1"), "reverse-void"),
     case(NotReversible, lambda L: L.reverse("x.rev", "fz.carol"), "reverse-freeze"),

@@ -708,7 +708,7 @@ impl Ledger {
         let e: Entry = get(&self.store.journal, txn, &seq_key(rec.seq))?
             .ok_or_else(|| LedgerError::Storage(format!("journal entry {} missing", rec.seq)))?;
         let original = match &e.cmd {
-            Command::Credit { .. } | Command::Redeem { .. } | Command::Capture { .. } => e.amount,
+            Command::Credit { .. } | Command::Redeem { .. } | Command::Capture { .. } | Command::Transfer { .. } | Command::Convert { .. } => e.amount,
             other => return Err(LedgerError::NotReversible(format!("a {} cannot be reversed", other.kind()))),
         };
         let done: i64 = match w.reversals.iter().rev().find(|(s, _)| *s == e.seq) {
@@ -731,54 +731,101 @@ impl Ledger {
         if n > left {
             return invalid(format!("reversal of {n} exceeds the {left} points left to reverse on {target:?}"));
         }
-        let member = match &e.cmd {
-            Command::Credit { member, .. } | Command::Redeem { member, .. } => member.clone(),
-            _ => self.hold_rec(txn, w, match &e.cmd { Command::Capture { hold, .. } => hold, _ => unreachable!() })?.member,
-        };
-        let m = self.member(txn, w, &member)?;
+        let made_lots: Vec<u64> = e.made.iter().map(|c| c.lot.i).collect();
         match &e.cmd {
-            Command::Credit { point_type, .. } => {
+            Command::Credit { member, point_type, .. } => {
                 // Clawback (RK-10): the credited lot first, then the rest earliest-expiry first.
-                let key = member_account(&member, point_type);
-                let i = self.acct(txn, w, &key)?;
-                let lot_id = e.made[0].lot.i;
-                if let Some(pos) = w.accounts[i].1.lots.iter().position(|l| l.i == lot_id) {
-                    let lot = w.accounts[i].1.lots.remove(pos);
-                    w.accounts[i].1.lots.insert(0, lot);
-                }
-                let used = self.take(txn, w, &[(point_type.clone(), key.clone())], n, at, false);
-                let i = self.acct(txn, w, &key)?;
-                w.accounts[i].1.lots.sort_by_key(|l| l.fefo_key());
-                let used = used?;
+                let m = self.member(txn, w, member)?;
+                let key = member_account(member, point_type);
+                let used = self.claw_back(txn, w, at, point_type, &key, &made_lots, n)?;
                 self.post(txn, w, point_type, &key, &system_account(&m.programme, SystemAccount::Issuance, point_type), n)?;
                 w.draft().used = used;
             }
+            Command::Transfer { from, to, point_type, .. } => {
+                // The receiver gives back what it got (the lots the transfer made first), the
+                // sender gets its own lots back with their original expiry.
+                let (src, dst) = (member_account(from, point_type), member_account(to, point_type));
+                let used = self.claw_back(txn, w, at, point_type, &dst, &made_lots, n)?;
+                let restored = self.restore_used(txn, w, from, &e.used, done, n)?;
+                self.post(txn, w, point_type, &dst, &src, n)?;
+                let d = w.draft();
+                d.used = used;
+                d.made = restored;
+            }
+            Command::Convert { member, from_type, to_type, .. } => {
+                // Undo n of the converted points: the converted-to points are clawed back in the
+                // same proportion, rounded so that the whole reversal takes exactly what was
+                // credited (XF-2).
+                let m = self.member(txn, w, member)?;
+                let share = |k: i64| ((k as i128 * e.credited as i128) / original as i128) as i64;
+                let back = share(done + n) - share(done);
+                let used = if back > 0 {
+                    let key = member_account(member, to_type);
+                    let used = self.claw_back(txn, w, at, to_type, &key, &made_lots, back)?;
+                    self.post(txn, w, to_type, &key, &system_account(&m.programme, SystemAccount::Conversion, to_type), back)?;
+                    used
+                } else {
+                    vec![]
+                };
+                let restored = self.restore_used(txn, w, member, &e.used, done, n)?;
+                self.post(txn, w, from_type, &system_account(&m.programme, SystemAccount::Conversion, from_type), &member_account(member, from_type), n)?;
+                let d = w.draft();
+                d.used = used;
+                d.made = restored;
+                d.credited = back;
+            }
             _ => {
-                // Refund: restore the consumed lots, last taken first, with their original expiry.
-                let mut skip = done;
-                let mut left = n;
-                let mut restored = vec![];
-                for c in e.used.iter().rev() {
-                    let s = skip.min(c.n);
-                    skip -= s;
-                    let k = (c.n - s).min(left);
-                    if k == 0 {
-                        continue;
-                    }
-                    left -= k;
-                    let key = member_account(&member, &c.t);
-                    self.post(txn, w, &c.t, &system_account(&m.programme, SystemAccount::Redemption, &c.t), &key, k)?;
-                    let i = self.acct(txn, w, &key)?;
-                    Self::restore(&mut w.accounts[i].1, c, k)?;
-                    restored.push(Consumed { t: c.t.clone(), lot: c.lot.clone(), n: k });
+                // Refund of a redeem or capture: restore the consumed lots, last taken first,
+                // with their original expiry.
+                let member = match &e.cmd {
+                    Command::Redeem { member, .. } => member.clone(),
+                    Command::Capture { hold, .. } => self.hold_rec(txn, w, hold)?.member,
+                    _ => unreachable!("reversible kinds are matched above"),
+                };
+                let m = self.member(txn, w, &member)?;
+                let restored = self.restore_used(txn, w, &member, &e.used, done, n)?;
+                for c in &restored {
+                    self.post(txn, w, &c.t, &system_account(&m.programme, SystemAccount::Redemption, &c.t), &member_account(&member, &c.t), c.n)?;
                 }
-                debug_assert_eq!(left, 0);
                 w.draft().made = restored;
             }
         }
         w.reversals.push((e.seq, done + n));
         w.draft().amount = n;
         Ok(())
+    }
+
+    /// Take `n` points back from `key` (pending and unswept lots included): the lots in `first`
+    /// before the others, the rest earliest-expiry first. Refuses when the account is short.
+    #[allow(clippy::too_many_arguments)]
+    fn claw_back(&self, txn: &RwTxn<'_>, w: &mut Work, at: Ms, t: &str, key: &str, first: &[u64], n: i64) -> Result<Vec<Consumed>> {
+        let i = self.acct(txn, w, key)?;
+        let lots = &mut w.accounts[i].1.lots;
+        lots.sort_by_key(|l| (first.iter().position(|id| *id == l.i).unwrap_or(usize::MAX), l.fefo_key()));
+        let used = self.take(txn, w, &[(t.to_string(), key.to_string())], n, at, false);
+        w.accounts[i].1.lots.sort_by_key(|l| l.fefo_key());
+        used
+    }
+
+    /// Put `n` of the points an entry consumed (`used`, in the order taken) back into the
+    /// member's lots, last taken first, skipping the `done` points earlier reversals restored.
+    fn restore_used(&self, txn: &RwTxn<'_>, w: &mut Work, member: &str, used: &[Consumed], done: i64, n: i64) -> Result<Vec<Consumed>> {
+        let (mut skip, mut left) = (done, n);
+        let mut restored = vec![];
+        for c in used.iter().rev() {
+            let s = skip.min(c.n);
+            skip -= s;
+            let k = (c.n - s).min(left);
+            if k == 0 {
+                continue;
+            }
+            left -= k;
+            let i = self.acct(txn, w, &member_account(member, &c.t))?;
+            Self::restore(&mut w.accounts[i].1, c, k)?;
+            restored.push(Consumed { t: c.t.clone(), lot: c.lot.clone(), n: k });
+        }
+        debug_assert_eq!(left, 0);
+        Ok(restored)
     }
 
     fn expire(&self, txn: &RwTxn<'_>, w: &mut Work, as_of: Ms, after: Option<&String>) -> Result<()> {
