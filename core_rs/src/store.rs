@@ -15,6 +15,9 @@ pub type Db = Database<'static, Bytes, Bytes>;
 pub const DB_NAMES: [&str; 8] =
     ["meta", "programmes", "members", "accounts", "journal", "idempotency", "holds", "open_holds"];
 pub const DB_REVERSALS: &str = "reversals";
+/// The rules engine's databases (issue #3).
+pub const DB_RULES: &str = "rules";
+pub const DB_RULE_STATE: &str = "rule_state";
 
 #[derive(Clone)]
 pub struct Store {
@@ -35,6 +38,10 @@ pub struct Store {
     pub open_holds: Db,
     /// target seq → points reversed so far
     pub reversals: Db,
+    /// rules (every version), campaigns, tiers and earning policies: see `rules::rule_key`
+    pub rules: Db,
+    /// member id → MemberState (cap counters, check-in streak, referral, tier qualification)
+    pub rule_state: Db,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,19 +64,19 @@ impl Store {
         // SAFETY: the engine registry guarantees one open environment per path per process.
         let env = unsafe { opts.open(path) }?;
         let w = env.write_txn()?;
-        let names = ["meta", "programmes", "members", "accounts", "journal", "idempotency", "holds", "open_holds", DB_REVERSALS];
-        let dbs: [Db; 9] = env
+        let names = ["meta", "programmes", "members", "accounts", "journal", "idempotency", "holds", "open_holds", DB_REVERSALS, DB_RULES, DB_RULE_STATE];
+        let dbs: [Db; 11] = env
             .create_databases_and_commit(w, |opener, w| -> heed::Result<_> {
                 let mut out = Vec::with_capacity(names.len());
                 for name in names {
                     out.push(opener.create_database::<Bytes, Bytes>(w, Some(name))?);
                 }
-                let arr: [Database<'_, Bytes, Bytes>; 9] = out.try_into().unwrap_or_else(|_| unreachable!("nine names, nine databases"));
+                let arr: [Database<'_, Bytes, Bytes>; 11] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
                 Ok(heed::CommitOrAbort::<_, ()>::Commit(arr))
             })?
             .unwrap_commit();
-        let [meta, programmes, members, accounts, journal, idempotency, holds, open_holds, reversals] = dbs;
-        let store = Store { meta, programmes, members, accounts, journal, idempotency, holds, open_holds, reversals, env: env.clone(), path: path.to_path_buf() };
+        let [meta, programmes, members, accounts, journal, idempotency, holds, open_holds, reversals, rules, rule_state] = dbs;
+        let store = Store { meta, programmes, members, accounts, journal, idempotency, holds, open_holds, reversals, rules, rule_state, env: env.clone(), path: path.to_path_buf() };
         Ok(store)
     }
 
