@@ -897,7 +897,12 @@ fn seal(e: &mut Entry) -> Vec<u8> {
     e.h = blake3::hash(&bytes).as_bytes().to_vec();
     let fields = bytes[0] & 0x0f;
     assert!(bytes[0] & 0xf0 == 0x80 && (14..=15).contains(&fields), "entry map layout changed: update seal()");
-    bytes[0] = 0x80 | (fields + 1);
+    if fields == 15 {
+        // 16 fields no longer fit a fixmap: map16 header.
+        bytes.splice(0..1, [0xde, 0x00, 16]);
+    } else {
+        bytes[0] = 0x80 | (fields + 1);
+    }
     bytes.extend_from_slice(&[0xa1, b'h', 0xc4, 32]);
     bytes.extend_from_slice(&e.h);
     debug_assert_eq!(bytes, encode(&*e));
