@@ -1,7 +1,8 @@
 """Earn workloads for the rules engine (issue #3): a programme rule set of N active rules (a mix
 of rate, fixed, multiplier and capped rules over channel, merchant, category, amount, weekday
 and time-of-day conditions, one campaign with a budget) and earn batches of purchases by
-uniformly random members. Used by bench/test_rules_bench.py and the smoke test in tests/."""
+uniformly random members. Every event meets the "base" rule and, through its merchant, ~1 of
+the other 99 (lots per earn ≈ 1.2-1.5). Used by bench/test_rules_bench.py and the smoke test in tests/."""
 
 from __future__ import annotations
 
@@ -30,6 +31,8 @@ def rule_set(n: int = RULE_COUNT) -> list[r.Rule]:
         ][k]
         action: r.Action = r.Multiplier(2) if k == 7 and i < 16 else (r.Fixed(5) if k % 2 else r.Rate(1, 1_000))
         caps = (r.Cap("day", 500),) if i % 3 == 0 else ()
+        # Rules are per merchant (80 merchants): an event meets ~1-2 of them besides "base".
+        when = r.All(r.Merchant(f"shop-{i % 80:04d}"), when)
         out.append(r.Rule(p, f"r{i:04d}", action, t, kinds=("purchase",), when=when, priority=i % 7,
                           caps=caps, campaign="spring" if i % 10 == 1 else None))
     return out

@@ -317,7 +317,11 @@ impl Ledger {
             w.members.push(mm);
         }
         let note = (!cuts.is_empty() || ev.tier_change.is_some() || !zero.is_empty()).then(|| EarnNote { cuts, zero, tier: ev.tier_change.clone() });
-        w.rules.states.push((m.id.clone(), ev.state));
+        // Write the member's rule state back only when the event changed it (most earns under
+        // uncapped rules do not): each write dirties a B-tree page at group commit.
+        if ev.state != st {
+            w.rules.states.push((m.id.clone(), ev.state));
+        }
         let d: &mut Draft = w.draft();
         d.made = made;
         d.amount = total;
