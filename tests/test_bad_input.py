@@ -23,6 +23,7 @@ from pypoints.errors import (
     LedgerClosed, LimitExceeded, MemberFrozen, NotFound, NotReversible, NotTransferable, PointsError,
     Refused, StorageError, UnknownEntry, UnknownHold, UnknownMember, UnknownPointType, UnknownProgramme,
 )
+from pypoints.errors import InvalidRule, UnknownRule
 
 # ----------------------------------------------------------------------------------------------
 # shared fixtures (kept in this file on purpose: conftest.py belongs to nobody in particular)
@@ -696,6 +697,8 @@ REASONS = {
     UnknownPointType: "UNKNOWN_POINT_TYPE",
     UnknownHold: "UNKNOWN_HOLD",
     UnknownEntry: "UNKNOWN_ENTRY",
+    InvalidRule: "INVALID_RULE",
+    UnknownRule: "UNKNOWN_RULE",
     AlreadyExists: "ALREADY_EXISTS",
     IdempotencyConflict: "IDEMPOTENCY_CONFLICT",
     Refused: "REFUSED",

@@ -17,6 +17,10 @@ use crate::limits::*;
 use crate::model::*;
 use crate::store::*;
 
+/// The rules engine's commands (issue #3), a child module so it can use the overlay below.
+#[path = "rules/apply.rs"]
+mod rules_apply;
+
 pub struct Ledger {
     pub store: Store,
     programmes: HashMap<String, Programme>,
@@ -38,6 +42,8 @@ pub struct Ledger {
     log_entries: usize,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
     members: RefCell<FxHashMap<String, Rc<Member>>>,
+    /// Compiled rule sets and write-behind member rule states (rules/apply.rs).
+    rules: RefCell<rules_apply::RulesCache>,
 }
 
 #[derive(Default)]
@@ -51,6 +57,7 @@ struct Draft {
     amount: i64,
     credited: i64,
     cursor: Option<String>,
+    note: Option<EarnNote>,
 }
 
 /// Pending changes of one command (read-your-writes overlay over the write transaction).
@@ -65,6 +72,7 @@ struct Work {
     programmes: Vec<Programme>,
     reversals: Vec<(u64, i64)>,
     drafts: Vec<Draft>,
+    rules: rules_apply::RulesWork,
 }
 
 impl Work {
@@ -111,6 +119,7 @@ impl Ledger {
             log_groups: 0,
             log_entries: 0,
             members: RefCell::default(),
+            rules: RefCell::default(),
         };
         l.reload()?;
         Ok(l)
@@ -122,6 +131,7 @@ impl Ledger {
         self.accounts.borrow_mut().clear();
         self.accounts_dirty.clear();
         self.members.borrow_mut().clear();
+        self.rules.borrow_mut().clear();
         self.programmes.clear();
         for item in self.store.programmes.iter(&txn)? {
             let (_, v) = item?;
@@ -153,6 +163,7 @@ impl Ledger {
     /// Log the accounts the group changed (one sorted record, appended); call once before
     /// committing the group. Checkpoints when the log outgrows its bounds (returns true then).
     pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
+        self.flush_rules_group(txn)?;
         self.log_dirty(txn)?;
         let full = self.log_groups > ACCOUNT_LOG_GROUPS_MAX || self.log_entries > ACCOUNT_LOG_ENTRIES_MAX;
         if full {
@@ -241,6 +252,7 @@ impl Ledger {
             programmes: vec![],
             reversals: vec![],
             drafts: vec![],
+            rules: Default::default(),
         };
         self.run(txn, &mut w, env)?;
         if w.drafts.is_empty() {
@@ -495,7 +507,7 @@ impl Ledger {
                 }
                 let key = member_account(member, point_type);
                 let i = self.acct(txn, w, &key)?;
-                let lot = Lot { i: w.new_lot_id(), r: *amount, a: *amount, e: at, x: t.validity.expiry(at), f: eff, s: w.seq0 };
+                let lot = Lot { i: w.new_lot_id(), r: *amount, a: *amount, e: at, x: t.validity.expiry(at), f: eff, s: w.seq0, g: None };
                 Self::insert_lot(&mut w.accounts[i].1, lot.clone())?;
                 self.post(txn, w, point_type, &system_account(&p.id, SystemAccount::Issuance, point_type), &key, *amount)?;
                 let d = w.draft();
@@ -614,7 +626,7 @@ impl Ledger {
                 let mut made = vec![];
                 let di = self.acct(txn, w, &dst)?;
                 for c in &used {
-                    let lot = Lot { i: w.new_lot_id(), r: c.n, a: c.n, e: c.lot.e, x: c.lot.x, f: at, s: w.seq0 };
+                    let lot = Lot { i: w.new_lot_id(), r: c.n, a: c.n, e: c.lot.e, x: c.lot.x, f: at, s: w.seq0, g: None };
                     Self::insert_lot(&mut w.accounts[di].1, lot.clone())?;
                     made.push(Consumed { t: point_type.clone(), lot, n: c.n });
                 }
@@ -642,7 +654,7 @@ impl Ledger {
                 let dst = member_account(member, to_type);
                 let used = self.take(txn, w, &[(from_type.clone(), src.clone())], *amount, at, true)?;
                 self.post(txn, w, from_type, &src, &system_account(&p.id, SystemAccount::Conversion, from_type), *amount)?;
-                let lot = Lot { i: w.new_lot_id(), r: credited, a: credited, e: at, x: tt.validity.expiry(at), f: at, s: w.seq0 };
+                let lot = Lot { i: w.new_lot_id(), r: credited, a: credited, e: at, x: tt.validity.expiry(at), f: at, s: w.seq0, g: None };
                 let di = self.acct(txn, w, &dst)?;
                 Self::insert_lot(&mut w.accounts[di].1, lot.clone())?;
                 self.post(txn, w, to_type, &system_account(&p.id, SystemAccount::Conversion, to_type), &dst, credited)?;
@@ -663,6 +675,10 @@ impl Ledger {
                 let mut m = Member::clone(&*self.member(txn, w, member)?);
                 m.status = if matches!(env.cmd, Command::Freeze { .. }) { MemberStatus::Frozen } else { MemberStatus::Active };
                 w.members.push(m);
+            }
+            cmd => {
+                debug_assert!(cmd.is_rules());
+                self.run_rules(txn, w, env)?
             }
         }
         Ok(())
@@ -936,6 +952,7 @@ impl Ledger {
                 credited: d.credited,
                 cursor: d.cursor,
                 links,
+                note: d.note,
                 ph: std::mem::take(&mut self.last_hash),
                 h: vec![],
             };
@@ -945,6 +962,7 @@ impl Ledger {
             self.store.journal.put_with_flags(txn, PutFlags::APPEND, &seq_key(seq), &bytes)?;
             entries.push(e);
         }
+        self.flush_rules(txn, std::mem::take(&mut w.rules))?;
         let mut cache = self.accounts.borrow_mut();
         for (k, a) in w.accounts {
             debug_assert!(is_system_account(&k) || a.b == a.lots.iter().map(|l| l.r).sum::<i64>(), "lots = balance for {k}");
@@ -983,14 +1001,21 @@ impl Ledger {
     }
 }
 
-/// Hash an entry and serialize it once: the entry is encoded without `h` (a 14-field map), hashed,
-/// and `h` is appended as the 15th field, which is exactly what encoding it with `h` would give.
+/// Hash an entry and serialize it once: the entry is encoded without `h` (a 14-field map, 15 with
+/// an earn note), hashed, and `h` is appended as the last field, which is exactly what encoding
+/// it with `h` would give.
 fn seal(e: &mut Entry) -> Vec<u8> {
     debug_assert!(e.h.is_empty());
     let mut bytes = encode(&*e);
     e.h = blake3::hash(&bytes).as_bytes().to_vec();
-    assert_eq!(bytes[0], 0x80 | 14, "entry map layout changed: update seal()");
-    bytes[0] = 0x80 | 15;
+    let fields = bytes[0] & 0x0f;
+    assert!(bytes[0] & 0xf0 == 0x80 && (14..=15).contains(&fields), "entry map layout changed: update seal()");
+    if fields == 15 {
+        // 16 fields no longer fit a fixmap: map16 header.
+        bytes.splice(0..1, [0xde, 0x00, 16]);
+    } else {
+        bytes[0] = 0x80 | (fields + 1);
+    }
     bytes.extend_from_slice(&[0xa1, b'h', 0xc4, 32]);
     bytes.extend_from_slice(&e.h);
     debug_assert_eq!(bytes, encode(&*e));

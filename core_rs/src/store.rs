@@ -12,8 +12,11 @@ use crate::limits::*;
 pub type Db = Database<'static, Bytes, Bytes>;
 
 /// Names of the named databases, as `mdb_stat -a` lists them.
-pub const DB_NAMES: [&str; 10] =
-    ["meta", "programmes", "members", "accounts", "account_log", "journal", "idempotency", "holds", "open_holds", "reversals"];
+pub const DB_NAMES: [&str; 12] = [
+    "meta", "programmes", "members", "accounts", "account_log", "journal", "idempotency", "holds", "open_holds", "reversals",
+    // the rules engine's (issue #3)
+    "rules", "rule_state",
+];
 
 #[derive(Clone)]
 pub struct Store {
@@ -39,6 +42,10 @@ pub struct Store {
     pub open_holds: Db,
     /// target seq → points reversed so far
     pub reversals: Db,
+    /// rules (every version), campaigns, tiers and earning policies: see `rules::rule_key`
+    pub rules: Db,
+    /// member id → MemberState (cap counters, check-in streak, referral, tier qualification)
+    pub rule_state: Db,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,18 +68,18 @@ impl Store {
         // SAFETY: the engine registry guarantees one open environment per path per process.
         let env = unsafe { opts.open(path) }?;
         let w = env.write_txn()?;
-        let dbs: [Db; 10] = env
+        let dbs: [Db; 12] = env
             .create_databases_and_commit(w, |opener, w| -> heed::Result<_> {
                 let mut out = Vec::with_capacity(DB_NAMES.len());
                 for name in DB_NAMES {
                     out.push(opener.create_database::<Bytes, Bytes>(w, Some(name))?);
                 }
-                let arr: [Database<'_, Bytes, Bytes>; 10] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
+                let arr: [Database<'_, Bytes, Bytes>; 12] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
                 Ok(heed::CommitOrAbort::<_, ()>::Commit(arr))
             })?
             .unwrap_commit();
-        let [meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals] = dbs;
-        let store = Store { meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, env: env.clone(), path: path.to_path_buf() };
+        let [meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state] = dbs;
+        let store = Store { meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state, env: env.clone(), path: path.to_path_buf() };
         Ok(store)
     }
 
