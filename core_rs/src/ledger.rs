@@ -28,7 +28,7 @@ pub struct Ledger {
     last_hash: Vec<u8>,
     next_lot: u64,
     /// Write-behind cache of accounts: an account is read from LMDB once, kept here, and logged
-    /// once per group commit (`flush_group`: one sorted `account_log` record per group), however
+    /// once per group commit (`flush_group`: one sorted `state_log` record per group), however
     /// many commands of the group touched it. The same write transaction commits the log record,
     /// so LMDB readers always see exactly the committed state. Cleared by `reload` after an
     /// abort and when it outgrows ACCOUNT_CACHE_ENTRIES_MAX.
@@ -37,7 +37,7 @@ pub struct Ledger {
     /// Every recorded command id (a Bloom filter): most ids are new, and this proves it
     /// without an LMDB lookup.
     idem: IdemFilter,
-    /// `account_log` records and the account states in them since the last checkpoint.
+    /// `state_log` records and the account states in them since the last checkpoint.
     log_groups: usize,
     log_entries: usize,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
@@ -152,10 +152,10 @@ impl Ledger {
         self.next_lot = get::<Head>(&self.store.meta, &txn, HEAD_KEY)?.map_or(0, |h| h.next_lot);
         self.log_groups = 0;
         self.log_entries = 0;
-        for item in self.store.account_log.iter(&txn)? {
+        for item in self.store.state_log.iter(&txn)? {
             let (_, blob) = item?;
             self.log_groups += 1;
-            self.log_entries += AccountLogBlob::len(blob)?;
+            self.log_entries += StateLogBlob::len(blob)?;
         }
         Ok(())
     }
@@ -163,9 +163,8 @@ impl Ledger {
     /// Log the accounts the group changed (one sorted record, appended); call once before
     /// committing the group. Checkpoints when the log outgrows its bounds (returns true then).
     pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
-        self.flush_rules_group(txn)?;
         self.log_dirty(txn)?;
-        let full = self.log_groups > ACCOUNT_LOG_GROUPS_MAX || self.log_entries > ACCOUNT_LOG_ENTRIES_MAX;
+        let full = self.log_groups > STATE_LOG_GROUPS_MAX || self.log_entries > STATE_LOG_ENTRIES_MAX;
         if full {
             self.checkpoint(txn)?;
         }
@@ -180,41 +179,45 @@ impl Ledger {
 
     fn log_dirty(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
         let mut dirty = std::mem::take(&mut self.accounts_dirty);
-        if dirty.is_empty() {
+        let states = self.rules_dirty_states();
+        if dirty.is_empty() && states.is_empty() {
             return Ok(());
         }
         dirty.sort_unstable();
         dirty.dedup();
         let cache = self.accounts.borrow();
-        let values: Vec<Vec<u8>> = dirty.iter().map(|k| encode(&cache[k])).collect();
-        let entries: Vec<(&[u8], &[u8])> = dirty.iter().zip(&values).map(|(k, v)| (k.as_bytes(), v.as_slice())).collect();
-        // Only a group that wrote an entry changes an account, so its last seq is a fresh key.
+        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = dirty.iter().map(|k| (LogTag::Account.key(k.as_bytes()), encode(&cache[k]))).collect();
+        rows.extend(states.into_iter().map(|(m, v)| (LogTag::RuleState.key(m.as_bytes()), v)));
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let entries: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+        // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
         let key = seq_key(self.next_seq - 1);
-        self.store.account_log.put_with_flags(txn, PutFlags::APPEND, &key, &AccountLogBlob::encode(&entries))?;
+        self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &key, &StateLogBlob::encode(&entries))?;
         self.log_groups += 1;
         self.log_entries += entries.len();
         Ok(())
     }
 
-    /// Merge the account log into `accounts` (newest state of each account, written in key
-    /// order so neighbours share pages) and empty the log. Many groups' updates of the same
-    /// page cost one page write here instead of one per group.
+    /// Merge the state log into `accounts` and `rule_state` (the newest state of each record,
+    /// written in key order so neighbours share pages) and empty the log. Many groups' updates
+    /// of the same page cost one page write here instead of one per group.
     pub fn checkpoint(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
         self.log_dirty(txn)?;
         if self.log_groups == 0 {
             return Ok(());
         }
         let mut newest: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = std::collections::BTreeMap::new();
-        for item in self.store.account_log.rev_iter(txn)? {
+        for item in self.store.state_log.rev_iter(txn)? {
             let (_, blob) = item?;
-            for (k, v) in AccountLogBlob::entries(blob)? {
+            for (k, v) in StateLogBlob::entries(blob)? {
                 newest.entry(k.to_vec()).or_insert_with(|| v.to_vec());
             }
         }
         for (k, v) in &newest {
-            self.store.accounts.put(txn, k, v)?;
+            let (tag, key) = LogTag::split(k)?;
+            tag.db(&self.store).put(txn, key, v)?;
         }
-        self.store.account_log.clear(txn)?;
+        self.store.state_log.clear(txn)?;
         self.log_groups = 0;
         self.log_entries = 0;
         Ok(())

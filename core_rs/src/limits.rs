@@ -35,11 +35,11 @@ pub const VALIDITY_PERIODS_MAX: u32 = 1_200;
 pub const RATE_TERM_MAX: i64 = 1_000_000;
 /// Accounts the writer keeps decoded between group commits before it starts over.
 pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
-/// Group commits logged (`account_log`) before the writer checkpoints accounts into their
+/// Group commits logged (`state_log`) before the writer checkpoints accounts into their
 /// B-tree; a reader looks an account up in at most this many log records.
-pub const ACCOUNT_LOG_GROUPS_MAX: usize = 64;
+pub const STATE_LOG_GROUPS_MAX: usize = 64;
 /// Account states in the log before a checkpoint (bounds the log and the checkpoint's memory).
-pub const ACCOUNT_LOG_ENTRIES_MAX: usize = 500_000;
+pub const STATE_LOG_ENTRIES_MAX: usize = 500_000;
 /// The writer's in-memory filter of recorded command ids (`idem_filter.rs`): bits per id
 /// (~1% false positives) and the smallest filter (2 MiB). It is sized for twice the ids in the
 /// store at open (10 M ids: 32 MiB) and rebuilt at double size when full.

@@ -723,3 +723,28 @@ proptest! {
         prop_assert!(left >= 0);
     }
 }
+
+#[test]
+fn member_rule_states_go_through_the_state_log_and_survive_a_checkpoint() {
+    use pypoints_core::store::{decode, Durability, Store};
+    // A check-in streak is per-member state written by the group commit into the state log,
+    // not into `rule_state` directly; readers see it at once, a clean close checkpoints it.
+    let fx = fx();
+    fx.ok(t0(), define(rule("checkin", &["checkin"], Action::Checkin { daily: 5, streak: 7, bonus: 50 })));
+    let day = |d: u32| local(2024, 6, d) + 9 * HOUR;
+    for d in 1..=3 {
+        earned(&fx, day(d), ev("checkin", "a", 0));
+    }
+    let raw = |store: &Store| {
+        let txn = store.read_txn().unwrap();
+        store.rule_state.get(&txn, b"a").unwrap().map(|v| v.to_vec())
+    };
+    assert!(raw(fx.store()).is_none(), "not checkpointed yet");
+    let txn = fx.store().read_txn().unwrap();
+    assert_eq!(pypoints_core::rules::member_state(fx.store(), &txn, "a").unwrap().streak, 3);
+    drop(txn);
+    let dir = fx.close();
+    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+    let st: pypoints_core::rules::state::MemberState = decode(&raw(&store).expect("checkpointed on close")).unwrap();
+    assert_eq!(st.streak, 3);
+}

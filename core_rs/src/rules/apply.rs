@@ -346,22 +346,20 @@ impl Ledger {
         Ok(())
     }
 
-    /// Write the member rule states the group changed, once each, in key order.
-    pub(super) fn flush_rules_group(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
+    /// The member rule states the group changed, once each, encoded for the state log.
+    pub(super) fn rules_dirty_states(&mut self) -> Vec<(String, Vec<u8>)> {
         let mut cache = self.rules.borrow_mut();
         let mut dirty = std::mem::take(&mut cache.dirty);
         dirty.sort_unstable();
         dirty.dedup();
-        let mut buf = Vec::with_capacity(128);
-        for k in &dirty {
-            buf.clear();
-            rmp_serde::encode::write_named(&mut buf, &cache.states[k]).expect("states always serialize");
-            self.store.rule_state.put(txn, k.as_bytes(), &buf)?;
-        }
+        let out = dirty.into_iter().map(|k| {
+            let v = encode(&cache.states[&k]);
+            (k, v)
+        }).collect();
         if cache.states.len() > RULE_STATE_CACHE_ENTRIES_MAX {
             cache.states.clear();
         }
-        Ok(())
+        out
     }
 }
 

@@ -97,7 +97,7 @@ pub fn load(store: &Store, txn: &RoTxn<'_>, programme: &str) -> Result<Compiled>
 }
 
 pub fn member_state(store: &Store, txn: &RoTxn<'_>, member: &str) -> Result<MemberState> {
-    Ok(get(&store.rule_state, txn, member.as_bytes())?.unwrap_or_default())
+    Ok(crate::store::get_logged(store, txn, crate::store::LogTag::RuleState, member.as_bytes())?.unwrap_or_default())
 }
 
 pub fn budget_left(store: &Store, txn: &RoTxn<'_>, programme: &str, campaign: &str, point_type: &str) -> i64 {
