@@ -28,6 +28,12 @@ class LimitExceeded(InvalidArgument):
     reason = "LIMIT_EXCEEDED"
 
 
+class InvalidRule(InvalidArgument):
+    """A rule, campaign, tier or policy definition is invalid; the message names the field."""
+
+    reason = "INVALID_RULE"
+
+
 class NotFound(PointsError, LookupError):
     reason = "NOT_FOUND"
 
@@ -50,6 +56,10 @@ class UnknownHold(NotFound):
 
 class UnknownEntry(NotFound):
     reason = "UNKNOWN_ENTRY"
+
+
+class UnknownRule(NotFound):
+    reason = "UNKNOWN_RULE"
 
 
 class AlreadyExists(PointsError):
@@ -106,7 +116,7 @@ _BY_REASON: dict[str, type[PointsError]] = {
         InvalidArgument, LimitExceeded, UnknownMember, UnknownProgramme, UnknownPointType,
         UnknownHold, UnknownEntry, AlreadyExists, IdempotencyConflict, InsufficientPoints,
         MemberFrozen, HoldNotOpen, HoldExpired, NotTransferable, NotReversible, StorageError,
-        LedgerClosed,
+        LedgerClosed, InvalidRule, UnknownRule,
     ]
 }
 

@@ -13,6 +13,7 @@ import msgpack
 
 from pypoints import _core
 from pypoints import commands as c
+from pypoints import rules as r
 from pypoints.errors import InvalidArgument, PointsError
 from pypoints.models import (
     AuditReport, Balance, Entry, Hold, Lot, Member, Page, PointTypeSpec, to_ms,
@@ -142,6 +143,82 @@ class Ledger:
             if r.cursor is None:
                 return receipts
             after, n = r.cursor, n + 1
+
+    # ----- earning rules (issue #3) -----
+
+    def define_rule(self, rule: r.Rule, *, id: str | None = None, at: int | None = None) -> int:
+        """Store a new rule (version 1); InvalidRule names the bad field. Returns the version."""
+        return self.execute(r.DefineRule(id or f"rule.{rule.programme}.{rule.id}.1", rule), at=at).amount
+
+    def update_rule(self, rule: r.Rule, *, id: str, at: int | None = None) -> int:
+        """A new version of an existing rule, effective at once (ER-32). Returns the version."""
+        return self.execute(r.DefineRule(id, rule, update=True), at=at).amount
+
+    def disable_rule(self, programme: str, rule: str, *, id: str, at: int | None = None) -> int:
+        return self.execute(r.PlainCommand(id, "disable_rule", (programme, rule)), at=at).amount
+
+    def rules(self, programme: str) -> list[r.Rule]:
+        """The latest version of every rule of the programme (disabled ones included)."""
+        return [r.Rule.from_wire(_unpack(b)) for b in self.engine.rules(programme)]
+
+    def rule_versions(self, programme: str, rule: str) -> list[r.Rule]:
+        return [r.Rule.from_wire(_unpack(b)) for b in self.engine.rules(programme, rule)]
+
+    def define_campaign(self, campaign: r.Campaign, *, id: str | None = None, at: int | None = None) -> _core.Receipt:
+        """A campaign; its budget moves from issuance into a bounded budget account."""
+        cmd = r.RecordCommand(id or f"campaign.{campaign.programme}.{campaign.id}", "define_campaign", campaign.pack())
+        return self.execute(cmd, at=at)
+
+    def campaign_status(self, programme: str, campaign: str) -> r.CampaignStatus:
+        b, granted, left = self.engine.campaign_status(programme, campaign)
+        k = _unpack(b)
+        budget = k["budget"]["points"] if k["budget"] else None
+        return r.CampaignStatus(programme, campaign, k["start"], k["end"], budget, granted, left)
+
+    def define_tiers(self, tiers: r.Tiers, *, id: str, at: int | None = None) -> int:
+        """Tier levels (a new version each time). Returns the version."""
+        return self.execute(r.RecordCommand(id, "define_tiers", tiers.pack()), at=at).amount
+
+    def set_earn_policy(self, programme: str, *, tz_offset_min: int = 480, caps: Sequence[r.Cap] = (),
+                        id: str, at: int | None = None) -> _core.Receipt:
+        """Programme time zone for calendar days and per-member caps over all rules (ER-30)."""
+        rec = {"programme": programme, "tz_offset_min": tz_offset_min,
+               "caps": [cap.wire(f"policy.caps[{i}]") for i, cap in enumerate(caps)]}
+        return self.execute(r.RecordCommand(id, "set_earn_policy", msgpack.packb(rec)), at=at)
+
+    def set_member_groups(self, member: str, groups: Sequence[str], *, id: str, at: int | None = None) -> _core.Receipt:
+        return self.execute(r.PlainCommand(id, "set_member_groups", (member, list(groups))), at=at)
+
+    def set_tier(self, member: str, tier: str | None, *, id: str, reason: str = "",
+                 at: int | None = None) -> _core.Receipt:
+        """Operator override (TL-4); None returns the member to automatic tiering."""
+        return self.execute(r.PlainCommand(id, "set_tier", (member, tier, reason)), at=at)
+
+    def evaluate_tiers(self, id: str, programme: str, *, at: int | None = None) -> int:
+        """Automatic upgrade and downgrade of every member (bounded commands `id`, `id.1`, …).
+        Returns how many members changed tier."""
+        changed, after, n = 0, None, 0
+        while True:
+            rc = self.execute(r.PlainCommand(id if n == 0 else f"{id}.{n}", "evaluate_tiers", (programme, after)), at=at)
+            changed += rc.amount
+            if rc.cursor is None:
+                return changed
+            after, n = rc.cursor, n + 1
+
+    def earn(self, event: r.Event, *, at: int | None = None) -> r.EarnResult:
+        """Evaluate the programme's rules for an event and post one lot per rule that fired, in
+        one atomic command idempotent by `event.id`."""
+        receipt = self.execute(r.Earn.of(event), at=at)
+        entry = _unpack(self.engine.entries_of(event.id)[0])
+        return r.earn_result(receipt, entry)
+
+    def dry_run(self, event: r.Event, *, at: int | None = None) -> r.DryRun:
+        """Evaluate without posting: which rules fired, which did not and why, what caps cut."""
+        return r.DryRun.from_record(_unpack(self.engine.dry_run(r.Earn.of(event).as_tuple(self._at(at)))))
+
+    def rule_state(self, member: str) -> dict[str, Any]:
+        """A member's rule state (cap counters, check-in streak, referral, tier qualification)."""
+        return _unpack(self.engine.rule_state(member))
 
     # ----- queries (snapshot reads; never wait for the writer) -----
 

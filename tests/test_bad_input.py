@@ -23,6 +23,7 @@ from pypoints.errors import (
     LedgerClosed, LimitExceeded, MemberFrozen, NotFound, NotReversible, NotTransferable, PointsError,
     Refused, StorageError, UnknownEntry, UnknownHold, UnknownMember, UnknownPointType, UnknownProgramme,
 )
+from pypoints.errors import InvalidRule, UnknownRule
 
 # ----------------------------------------------------------------------------------------------
 # shared fixtures (kept in this file on purpose: conftest.py belongs to nobody in particular)
@@ -301,8 +302,6 @@ STATE_CASES = [
     case(LimitExceeded, lambda L: L.redeem("x.r", "dave", 500_005), "coin-over-order-maximum"),
     case(InvalidArgument, lambda L: L.hold("x.h", "dave", 7, ttl_ms=TTL), "coin-hold-not-a-multiple"),
     # reversal (EH-9, RK-10)
-    case(NotReversible, lambda L: L.reverse("x.rev", "t1"), "reverse-transfer"),
-    case(NotReversible, lambda L: L.reverse("x.rev", "cv1"), "reverse-convert"),
     case(NotReversible, lambda L: L.reverse("x.rev", "h.open"), "reverse-hold"),
     case(NotReversible, lambda L: L.reverse("x.rev", "void.1"), "reverse-void"),
     case(NotReversible, lambda L: L.reverse("x.rev", "fz.carol"), "reverse-freeze"),
@@ -698,6 +697,8 @@ REASONS = {
     UnknownPointType: "UNKNOWN_POINT_TYPE",
     UnknownHold: "UNKNOWN_HOLD",
     UnknownEntry: "UNKNOWN_ENTRY",
+    InvalidRule: "INVALID_RULE",
+    UnknownRule: "UNKNOWN_RULE",
     AlreadyExists: "ALREADY_EXISTS",
     IdempotencyConflict: "IDEMPOTENCY_CONFLICT",
     Refused: "REFUSED",

@@ -214,10 +214,10 @@ class Model:
         return self.next_lot
 
     def take(self, m: str, types: list[str], amount: int, now: int, spendable_only: bool,
-             first: int | None = None) -> list[tuple[str, int, int]]:
+             first: tuple[int, ...] = ()) -> list[tuple[str, int, int]]:
         """Mirror of `Ledger::take`: refuse when short (RD-8, RD-13), else consume the types in
-        order and each type's lots earliest expiry first (RD-12, EX-11). `first` is the
-        clawback's credited lot, taken before the others (RK-10)."""
+        order and each type's lots earliest expiry first (RD-12, EX-11). `first` are the lots a
+        clawback takes before the others: those the reversed entry made (RK-10)."""
         avail = sum(r for t in types for i, r in self.acct(m, t).items()
                     if not spendable_only or self.spendable(i, now))
         if avail < amount:
@@ -226,9 +226,8 @@ class Model:
         for t in types:
             a = self.acct(m, t)
             order = self.fefo(a)
-            if first is not None and first in a:
-                order.remove(first)
-                order.insert(0, first)
+            front = [i for i in first if i in a]
+            order = front + [i for i in order if i not in front]
             for i in order:
                 if left == 0:
                     break
@@ -380,6 +379,7 @@ class Model:
             src = self.meta[i]
             j = self.new_lot(cmd.to_member, t, n, src.earned, src.expires, now)
             made.append((t, j, n))
+        self.spends[cmd.id] = (cmd.from_member, used)
         return [Draft({cmd.from_member, cmd.to_member}, cmd.amount, used, made)]
 
     def op_convert(self, cmd: c.Convert, now: int) -> list[Draft]:
@@ -396,6 +396,7 @@ class Model:
         _check_amount(credited)
         used = self.take(cmd.member, [cmd.from_type], cmd.amount, now, True)
         lot = self.new_lot(cmd.member, cmd.to_type, credited, now, self.expiry(cmd.to_type, now), now)
+        self.spends[cmd.id] = (cmd.member, used)
         return [Draft({cmd.member}, cmd.amount, used, [(cmd.to_type, lot, credited)], credited)]
 
     def op_reverse(self, cmd: c.Reverse, now: int) -> list[Draft]:
@@ -403,7 +404,7 @@ class Model:
         if cmd.target not in self.done:
             raise Expect(E.UnknownEntry)
         target, receipt = self.done[cmd.target]
-        if not isinstance(target, (c.Credit, c.Redeem, c.Capture)):
+        if not isinstance(target, (c.Credit, c.Redeem, c.Capture, c.Transfer, c.Convert)):
             raise Expect(E.NotReversible)
         original = receipt[3]
         done = self.reversed.get(cmd.target, 0)
@@ -422,15 +423,29 @@ class Model:
         _check_amount(n)
         if n > left:
             raise Expect(E.InvalidArgument)
-        self.reversed[cmd.target] = done + n
+        made_lots = tuple(i for _, i, _ in receipt[6])
         if isinstance(target, c.Credit):
             # RK-10 clawback: the credited lot first, then the rest earliest-expiry first,
             # pending and not-yet-swept lots included.
             m, t = target.member, target.point_type
-            used = self.take(m, [t], n, now, False, first=receipt[6][0][1])
+            used = self.take(m, [t], n, now, False, first=made_lots)
+            self.reversed[cmd.target] = done + n
             return [Draft({m}, n, used)]
+        back, used, members = 0, [], set()
+        if isinstance(target, c.Transfer):
+            # The receiver gives back what the transfer made first; the sender's lots return.
+            used = self.take(target.to_member, [target.point_type], n, now, False, first=made_lots)
+            members = {target.to_member}
+        elif isinstance(target, c.Convert):
+            # XF-2 undone in proportion; a full reversal claws back exactly what was credited.
+            credited = receipt[4]
+            back = (done + n) * credited // original - done * credited // original
+            if back:
+                used = self.take(target.member, [target.to_type], back, now, False, first=made_lots)
+        self.reversed[cmd.target] = done + n
         # Refund: restore the consumed slices last-taken-first, with their original expiry.
         m, slices = self.spends[cmd.target]
+        members.add(m)
         skip, left, made = done, n, []
         for t, i, k in reversed(slices):
             s = min(skip, k)
@@ -442,7 +457,7 @@ class Model:
             self.restore(m, t, i, k2)
             made.append((t, i, k2))
         assert left == 0
-        return [Draft({m}, n, [], made)]
+        return [Draft(members, n, used, made, back)]
 
     def op_expire(self, cmd: c.Expire, now: int) -> list[Draft]:
         """EX-2: holds past their TTL void first (one entry each, by expiry then id), then every
@@ -741,11 +756,12 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def reverse(self, data: st.DataObject) -> None:
         # Refund of a redeem / capture (lots restored last-taken-first with their expiry),
-        # clawback of a credit (RK-10: the credited lot first); partial, proportional or the
-        # rest. Anything else is NotReversible, unknown ids UnknownEntry.
+        # clawback of a credit (RK-10: the credited lot first), undoing a transfer or a convert
+        # (both sides); partial, proportional or the rest. Anything else is NotReversible,
+        # unknown ids UnknownEntry.
         assert self.model is not None
         done = self.model.done
-        kind = data.draw(st.sampled_from([(c.Redeem, c.Capture), c.Credit]), label="of")
+        kind = data.draw(st.sampled_from([(c.Redeem, c.Capture), c.Credit, (c.Transfer, c.Convert)]), label="of")
         reversible = [k for k, (cmd, _) in done.items() if isinstance(cmd, kind)]
         rev = self.model.reversed
         # Often a partly reversed target again: the next refund must skip the slices the

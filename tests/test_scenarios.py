@@ -411,6 +411,36 @@ def test_scenario12_xf1_xf2_xf9_gift_convert_and_untransferable_employee_points(
         assert ledger.audit().ok
 
 
+def test_eh9_xf1_xf2_reversing_a_gift_and_a_conversion_undoes_both_sides(tmp_path):
+    """EH-9: a gift sent by mistake and a conversion the member regrets are reversed by new,
+    linked entries: the receiver gives back the gifted lots, the sender gets its own lots back
+    with their original expiry; a conversion reversed in two parts claws back exactly what it
+    credited (XF-2, rounding down each time but never losing a point overall)."""
+    types = [
+        PointTypeSpec("merchant", priority=0, validity=THREE_YEARS, convert_to=(("general", 1, 2),)),
+        PointTypeSpec("general", priority=1),
+    ]
+    with new_ledger(tmp_path, *types, members=["a", "b"]) as ledger:
+        ledger.credit("c.a", "a", "merchant", 3_001, at=ms(2024, 1, 15))
+        a_before = ledger.lots("a", point_type="merchant").items
+        ledger.transfer("gift", "a", "b", "merchant", 2_000)
+        r = ledger.reverse("gift.undo", "gift", reason="sent to the wrong member")
+        assert (r.kind, r.amount) == ("reverse", 2_000)
+        assert ledger.lots("a", point_type="merchant").items == a_before
+        assert ledger.balance("b", "merchant").total == 0
+        (e,) = ledger.entries_of("gift.undo")
+        assert [(p.from_account, p.to_account, p.amount) for p in e.postings] == [("b/merchant", "a/merchant", 2_000)]
+
+        cv = ledger.convert("xchg", "a", "merchant", "general", 3_001)
+        assert cv.credited == 1_500
+        first = ledger.reverse("xchg.undo.1", "xchg", amount=1_001)
+        rest = ledger.reverse("xchg.undo.2", "xchg")
+        assert (first.credited, rest.credited) == (500, 1_000)  # floor(1001 / 2), then the rest
+        assert ledger.balance("a", "general").total == 0
+        assert ledger.lots("a", point_type="merchant").items == a_before
+        assert ledger.audit().ok
+
+
 # ----------------------------------------------------------------------------------------------
 # holds and refunds
 # ----------------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ import pytest
 import pypoints as pp
 from conftest import T0, FakeClock, journal_all, run_python
 
-DB_NAMES = ("meta", "programmes", "members", "accounts", "account_log", "journal", "idempotency", "holds",
-            "open_holds", "reversals", "outbox", "member_index")
+DB_NAMES = ("meta", "programmes", "members", "accounts", "state_log", "journal", "idempotency", "holds",
+            "open_holds", "reversals", "rules", "rule_state", "outbox", "member_index")
 YEAR_MS = 365 * 86_400_000
 
 

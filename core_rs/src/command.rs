@@ -2,6 +2,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::*;
+use crate::rules::{Campaign, EarnPolicy, Event, Rule, TierPolicy};
 
 /// Where and how a redemption happens (RD-1..5); carried by redeem and hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +70,24 @@ pub enum Command {
     Expire { as_of: Ms, after: Option<String> },
     Freeze { member: String, reason: String },
     Unfreeze { member: String, reason: String },
+    // ----- the rules engine (issue #3): applied by `rules/apply.rs` -----
+    /// A new rule (version 1); the receipt's amount is the version.
+    DefineRule { rule: Rule },
+    /// A new version of an existing rule.
+    UpdateRule { rule: Rule },
+    /// A new version of the rule, disabled.
+    DisableRule { programme: String, rule: String },
+    /// A campaign; its budget is moved from issuance to the campaign's budget account.
+    DefineCampaign { campaign: Campaign },
+    DefineTiers { tiers: TierPolicy },
+    SetEarnPolicy { policy: EarnPolicy },
+    SetMemberGroups { member: String, groups: Vec<String> },
+    /// Operator override of a member's tier (TL-4); None returns it to automatic.
+    SetTier { member: String, tier: Option<String>, reason: String },
+    /// Automatic upgrade and downgrade of members after `after` (bounded; cursor continues).
+    EvaluateTiers { programme: String, after: Option<String> },
+    /// Evaluate the programme's rules for an event and post the awards (idempotent by id).
+    Earn { event: Event },
 }
 
 impl Command {
@@ -89,7 +108,27 @@ impl Command {
             Expire { .. } => "expire",
             Freeze { .. } => "freeze",
             Unfreeze { .. } => "unfreeze",
+            DefineRule { .. } => "define_rule",
+            UpdateRule { .. } => "update_rule",
+            DisableRule { .. } => "disable_rule",
+            DefineCampaign { .. } => "define_campaign",
+            DefineTiers { .. } => "define_tiers",
+            SetEarnPolicy { .. } => "set_earn_policy",
+            SetMemberGroups { .. } => "set_member_groups",
+            SetTier { .. } => "set_tier",
+            EvaluateTiers { .. } => "evaluate_tiers",
+            Earn { .. } => "earn",
         }
+    }
+
+    /// Commands of the rules engine (applied by `rules/apply.rs`).
+    pub fn is_rules(&self) -> bool {
+        use Command::*;
+        matches!(
+            self,
+            DefineRule { .. } | UpdateRule { .. } | DisableRule { .. } | DefineCampaign { .. } | DefineTiers { .. }
+                | SetEarnPolicy { .. } | SetMemberGroups { .. } | SetTier { .. } | EvaluateTiers { .. } | Earn { .. }
+        )
     }
 
     /// Idempotency fingerprint: the command's content, not its timestamp, so a client retrying
@@ -129,6 +168,9 @@ pub struct Entry {
     pub credited: i64,
     pub cursor: Option<String>,
     pub links: Vec<Link>,
+    /// Earn commands only, when something is worth recording: caps and budgets that cut awards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<EarnNote>,
     #[serde(with = "serde_bytes")]
     pub ph: Vec<u8>,
     #[serde(with = "serde_bytes", default, skip_serializing_if = "Vec::is_empty")]
@@ -144,6 +186,18 @@ impl Entry {
         let bytes = rmp_serde::to_vec_named(self).expect("entries always serialize");
         blake3::hash(&bytes).as_bytes().to_vec()
     }
+}
+
+/// What an earn recorded beyond its lots (issue #3: "when a cap cuts an award, the result says so").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EarnNote {
+    /// (rule id, what cut it: `rule:<id>:<window>` / `programme:<window>` / `budget:<campaign>` /
+    /// `max_award`, points cut)
+    pub cuts: Vec<(String, String, i64)>,
+    /// rules that fired but were cut to zero (no lot)
+    pub zero: Vec<String>,
+    /// (from, to): automatic tier upgrade
+    pub tier: Option<(String, String)>,
 }
 
 /// What a successful command returns. `replayed` is true when the id had been applied before

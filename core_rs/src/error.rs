@@ -34,6 +34,11 @@ pub enum LedgerError {
     UnknownEntry(String),
     #[error("{0}")]
     NotReversible(String),
+    /// A rule, campaign, tier or policy definition is invalid; the message names the field.
+    #[error("{0}")]
+    InvalidRule(String),
+    #[error("unknown rule {0:?}")]
+    UnknownRule(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("the ledger is closed")]
@@ -59,6 +64,8 @@ impl LedgerError {
             NotTransferable(_) => "NOT_TRANSFERABLE",
             UnknownEntry(_) => "UNKNOWN_ENTRY",
             NotReversible(_) => "NOT_REVERSIBLE",
+            InvalidRule(_) => "INVALID_RULE",
+            UnknownRule(_) => "UNKNOWN_RULE",
             Storage(_) => "STORAGE",
             Closed => "CLOSED",
         }

@@ -17,6 +17,10 @@ use crate::limits::*;
 use crate::model::*;
 use crate::store::*;
 
+/// The rules engine's commands (issue #3), a child module so it can use the overlay below.
+#[path = "rules/apply.rs"]
+mod rules_apply;
+
 pub struct Ledger {
     pub store: Store,
     programmes: HashMap<String, Programme>,
@@ -24,7 +28,7 @@ pub struct Ledger {
     last_hash: Vec<u8>,
     next_lot: u64,
     /// Write-behind cache of accounts: an account is read from LMDB once, kept here, and logged
-    /// once per group commit (`flush_group`: one sorted `account_log` record per group), however
+    /// once per group commit (`flush_group`: one sorted `state_log` record per group), however
     /// many commands of the group touched it. The same write transaction commits the log record,
     /// so LMDB readers always see exactly the committed state. Cleared by `reload` after an
     /// abort and when it outgrows ACCOUNT_CACHE_ENTRIES_MAX.
@@ -33,11 +37,13 @@ pub struct Ledger {
     /// Every recorded command id (a Bloom filter): most ids are new, and this proves it
     /// without an LMDB lookup.
     idem: IdemFilter,
-    /// `account_log` records and the account states in them since the last checkpoint.
+    /// `state_log` records and the account states in them since the last checkpoint.
     log_groups: usize,
     log_entries: usize,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
     members: RefCell<FxHashMap<String, Rc<Member>>>,
+    /// Compiled rule sets and write-behind member rule states (rules/apply.rs).
+    rules: RefCell<rules_apply::RulesCache>,
 }
 
 #[derive(Default)]
@@ -51,6 +57,7 @@ struct Draft {
     amount: i64,
     credited: i64,
     cursor: Option<String>,
+    note: Option<EarnNote>,
 }
 
 /// Pending changes of one command (read-your-writes overlay over the write transaction).
@@ -66,6 +73,7 @@ struct Work {
     reversals: Vec<(u64, i64)>,
     outbox: Vec<(Vec<u8>, OutboxMessage)>,
     drafts: Vec<Draft>,
+    rules: rules_apply::RulesWork,
 }
 
 impl Work {
@@ -112,6 +120,7 @@ impl Ledger {
             log_groups: 0,
             log_entries: 0,
             members: RefCell::default(),
+            rules: RefCell::default(),
         };
         l.reload()?;
         Ok(l)
@@ -123,6 +132,7 @@ impl Ledger {
         self.accounts.borrow_mut().clear();
         self.accounts_dirty.clear();
         self.members.borrow_mut().clear();
+        self.rules.borrow_mut().clear();
         self.programmes.clear();
         for item in self.store.programmes.iter(&txn)? {
             let (_, v) = item?;
@@ -143,10 +153,10 @@ impl Ledger {
         self.next_lot = get::<Head>(&self.store.meta, &txn, HEAD_KEY)?.map_or(0, |h| h.next_lot);
         self.log_groups = 0;
         self.log_entries = 0;
-        for item in self.store.account_log.iter(&txn)? {
+        for item in self.store.state_log.iter(&txn)? {
             let (_, blob) = item?;
             self.log_groups += 1;
-            self.log_entries += AccountLogBlob::len(blob)?;
+            self.log_entries += StateLogBlob::len(blob)?;
         }
         Ok(())
     }
@@ -155,7 +165,7 @@ impl Ledger {
     /// committing the group. Checkpoints when the log outgrows its bounds (returns true then).
     pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
         self.log_dirty(txn)?;
-        let full = self.log_groups > ACCOUNT_LOG_GROUPS_MAX || self.log_entries > ACCOUNT_LOG_ENTRIES_MAX;
+        let full = self.log_groups > STATE_LOG_GROUPS_MAX || self.log_entries > STATE_LOG_ENTRIES_MAX;
         if full {
             self.checkpoint(txn)?;
         }
@@ -170,41 +180,45 @@ impl Ledger {
 
     fn log_dirty(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
         let mut dirty = std::mem::take(&mut self.accounts_dirty);
-        if dirty.is_empty() {
+        let states = self.rules_dirty_states();
+        if dirty.is_empty() && states.is_empty() {
             return Ok(());
         }
         dirty.sort_unstable();
         dirty.dedup();
         let cache = self.accounts.borrow();
-        let values: Vec<Vec<u8>> = dirty.iter().map(|k| encode(&cache[k])).collect();
-        let entries: Vec<(&[u8], &[u8])> = dirty.iter().zip(&values).map(|(k, v)| (k.as_bytes(), v.as_slice())).collect();
-        // Only a group that wrote an entry changes an account, so its last seq is a fresh key.
+        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = dirty.iter().map(|k| (LogTag::Account.key(k.as_bytes()), encode(&cache[k]))).collect();
+        rows.extend(states.into_iter().map(|(m, v)| (LogTag::RuleState.key(m.as_bytes()), v)));
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let entries: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+        // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
         let key = seq_key(self.next_seq - 1);
-        self.store.account_log.put_with_flags(txn, PutFlags::APPEND, &key, &AccountLogBlob::encode(&entries))?;
+        self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &key, &StateLogBlob::encode(&entries))?;
         self.log_groups += 1;
         self.log_entries += entries.len();
         Ok(())
     }
 
-    /// Merge the account log into `accounts` (newest state of each account, written in key
-    /// order so neighbours share pages) and empty the log. Many groups' updates of the same
-    /// page cost one page write here instead of one per group.
+    /// Merge the state log into `accounts` and `rule_state` (the newest state of each record,
+    /// written in key order so neighbours share pages) and empty the log. Many groups' updates
+    /// of the same page cost one page write here instead of one per group.
     pub fn checkpoint(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
         self.log_dirty(txn)?;
         if self.log_groups == 0 {
             return Ok(());
         }
         let mut newest: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = std::collections::BTreeMap::new();
-        for item in self.store.account_log.rev_iter(txn)? {
+        for item in self.store.state_log.rev_iter(txn)? {
             let (_, blob) = item?;
-            for (k, v) in AccountLogBlob::entries(blob)? {
+            for (k, v) in StateLogBlob::entries(blob)? {
                 newest.entry(k.to_vec()).or_insert_with(|| v.to_vec());
             }
         }
         for (k, v) in &newest {
-            self.store.accounts.put(txn, k, v)?;
+            let (tag, key) = LogTag::split(k)?;
+            tag.db(&self.store).put(txn, key, v)?;
         }
-        self.store.account_log.clear(txn)?;
+        self.store.state_log.clear(txn)?;
         self.log_groups = 0;
         self.log_entries = 0;
         Ok(())
@@ -243,6 +257,7 @@ impl Ledger {
             reversals: vec![],
             outbox: vec![],
             drafts: vec![],
+            rules: Default::default(),
         };
         self.run(txn, &mut w, env)?;
         if w.drafts.is_empty() {
@@ -497,7 +512,7 @@ impl Ledger {
                 }
                 let key = member_account(member, point_type);
                 let i = self.acct(txn, w, &key)?;
-                let lot = Lot { i: w.new_lot_id(), r: *amount, a: *amount, e: at, x: t.validity.expiry(at), f: eff, s: w.seq0 };
+                let lot = Lot { i: w.new_lot_id(), r: *amount, a: *amount, e: at, x: t.validity.expiry(at), f: eff, s: w.seq0, g: None };
                 Self::insert_lot(&mut w.accounts[i].1, lot.clone())?;
                 self.post(txn, w, point_type, &system_account(&p.id, SystemAccount::Issuance, point_type), &key, *amount)?;
                 let d = w.draft();
@@ -646,7 +661,7 @@ impl Ledger {
                 let mut made = vec![];
                 let di = self.acct(txn, w, &dst)?;
                 for c in &used {
-                    let lot = Lot { i: w.new_lot_id(), r: c.n, a: c.n, e: c.lot.e, x: c.lot.x, f: at, s: w.seq0 };
+                    let lot = Lot { i: w.new_lot_id(), r: c.n, a: c.n, e: c.lot.e, x: c.lot.x, f: at, s: w.seq0, g: None };
                     Self::insert_lot(&mut w.accounts[di].1, lot.clone())?;
                     made.push(Consumed { t: point_type.clone(), lot, n: c.n });
                 }
@@ -674,7 +689,7 @@ impl Ledger {
                 let dst = member_account(member, to_type);
                 let used = self.take(txn, w, &[(from_type.clone(), src.clone())], *amount, at, true)?;
                 self.post(txn, w, from_type, &src, &system_account(&p.id, SystemAccount::Conversion, from_type), *amount)?;
-                let lot = Lot { i: w.new_lot_id(), r: credited, a: credited, e: at, x: tt.validity.expiry(at), f: at, s: w.seq0 };
+                let lot = Lot { i: w.new_lot_id(), r: credited, a: credited, e: at, x: tt.validity.expiry(at), f: at, s: w.seq0, g: None };
                 let di = self.acct(txn, w, &dst)?;
                 Self::insert_lot(&mut w.accounts[di].1, lot.clone())?;
                 self.post(txn, w, to_type, &system_account(&p.id, SystemAccount::Conversion, to_type), &dst, credited)?;
@@ -695,6 +710,10 @@ impl Ledger {
                 let mut m = Member::clone(&*self.member(txn, w, member)?);
                 m.status = if matches!(env.cmd, Command::Freeze { .. }) { MemberStatus::Frozen } else { MemberStatus::Active };
                 w.members.push(m);
+            }
+            cmd => {
+                debug_assert!(cmd.is_rules());
+                self.run_rules(txn, w, env)?
             }
         }
         Ok(())
@@ -742,7 +761,7 @@ impl Ledger {
         let original = match &e.cmd {
             // A capture entry with a cursor recorded a wrong one-time code, not a capture.
             Command::Capture { .. } if e.cursor.is_some() => return Err(LedgerError::NotReversible("a rejected one-time code cannot be reversed".into())),
-            Command::Credit { .. } | Command::Redeem { .. } | Command::Capture { .. } => e.amount,
+            Command::Credit { .. } | Command::Redeem { .. } | Command::Capture { .. } | Command::Transfer { .. } | Command::Convert { .. } => e.amount,
             other => return Err(LedgerError::NotReversible(format!("a {} cannot be reversed", other.kind()))),
         };
         let done: i64 = match w.reversals.iter().rev().find(|(s, _)| *s == e.seq) {
@@ -765,54 +784,101 @@ impl Ledger {
         if n > left {
             return invalid(format!("reversal of {n} exceeds the {left} points left to reverse on {target:?}"));
         }
-        let member = match &e.cmd {
-            Command::Credit { member, .. } | Command::Redeem { member, .. } => member.clone(),
-            _ => self.hold_rec(txn, w, match &e.cmd { Command::Capture { hold, .. } => hold, _ => unreachable!() })?.member,
-        };
-        let m = self.member(txn, w, &member)?;
+        let made_lots: Vec<u64> = e.made.iter().map(|c| c.lot.i).collect();
         match &e.cmd {
-            Command::Credit { point_type, .. } => {
+            Command::Credit { member, point_type, .. } => {
                 // Clawback (RK-10): the credited lot first, then the rest earliest-expiry first.
-                let key = member_account(&member, point_type);
-                let i = self.acct(txn, w, &key)?;
-                let lot_id = e.made[0].lot.i;
-                if let Some(pos) = w.accounts[i].1.lots.iter().position(|l| l.i == lot_id) {
-                    let lot = w.accounts[i].1.lots.remove(pos);
-                    w.accounts[i].1.lots.insert(0, lot);
-                }
-                let used = self.take(txn, w, &[(point_type.clone(), key.clone())], n, at, false);
-                let i = self.acct(txn, w, &key)?;
-                w.accounts[i].1.lots.sort_by_key(|l| l.fefo_key());
-                let used = used?;
+                let m = self.member(txn, w, member)?;
+                let key = member_account(member, point_type);
+                let used = self.claw_back(txn, w, at, point_type, &key, &made_lots, n)?;
                 self.post(txn, w, point_type, &key, &system_account(&m.programme, SystemAccount::Issuance, point_type), n)?;
                 w.draft().used = used;
             }
+            Command::Transfer { from, to, point_type, .. } => {
+                // The receiver gives back what it got (the lots the transfer made first), the
+                // sender gets its own lots back with their original expiry.
+                let (src, dst) = (member_account(from, point_type), member_account(to, point_type));
+                let used = self.claw_back(txn, w, at, point_type, &dst, &made_lots, n)?;
+                let restored = self.restore_used(txn, w, from, &e.used, done, n)?;
+                self.post(txn, w, point_type, &dst, &src, n)?;
+                let d = w.draft();
+                d.used = used;
+                d.made = restored;
+            }
+            Command::Convert { member, from_type, to_type, .. } => {
+                // Undo n of the converted points: the converted-to points are clawed back in the
+                // same proportion, rounded so that the whole reversal takes exactly what was
+                // credited (XF-2).
+                let m = self.member(txn, w, member)?;
+                let share = |k: i64| ((k as i128 * e.credited as i128) / original as i128) as i64;
+                let back = share(done + n) - share(done);
+                let used = if back > 0 {
+                    let key = member_account(member, to_type);
+                    let used = self.claw_back(txn, w, at, to_type, &key, &made_lots, back)?;
+                    self.post(txn, w, to_type, &key, &system_account(&m.programme, SystemAccount::Conversion, to_type), back)?;
+                    used
+                } else {
+                    vec![]
+                };
+                let restored = self.restore_used(txn, w, member, &e.used, done, n)?;
+                self.post(txn, w, from_type, &system_account(&m.programme, SystemAccount::Conversion, from_type), &member_account(member, from_type), n)?;
+                let d = w.draft();
+                d.used = used;
+                d.made = restored;
+                d.credited = back;
+            }
             _ => {
-                // Refund: restore the consumed lots, last taken first, with their original expiry.
-                let mut skip = done;
-                let mut left = n;
-                let mut restored = vec![];
-                for c in e.used.iter().rev() {
-                    let s = skip.min(c.n);
-                    skip -= s;
-                    let k = (c.n - s).min(left);
-                    if k == 0 {
-                        continue;
-                    }
-                    left -= k;
-                    let key = member_account(&member, &c.t);
-                    self.post(txn, w, &c.t, &system_account(&m.programme, SystemAccount::Redemption, &c.t), &key, k)?;
-                    let i = self.acct(txn, w, &key)?;
-                    Self::restore(&mut w.accounts[i].1, c, k)?;
-                    restored.push(Consumed { t: c.t.clone(), lot: c.lot.clone(), n: k });
+                // Refund of a redeem or capture: restore the consumed lots, last taken first,
+                // with their original expiry.
+                let member = match &e.cmd {
+                    Command::Redeem { member, .. } => member.clone(),
+                    Command::Capture { hold, .. } => self.hold_rec(txn, w, hold)?.member,
+                    _ => unreachable!("reversible kinds are matched above"),
+                };
+                let m = self.member(txn, w, &member)?;
+                let restored = self.restore_used(txn, w, &member, &e.used, done, n)?;
+                for c in &restored {
+                    self.post(txn, w, &c.t, &system_account(&m.programme, SystemAccount::Redemption, &c.t), &member_account(&member, &c.t), c.n)?;
                 }
-                debug_assert_eq!(left, 0);
                 w.draft().made = restored;
             }
         }
         w.reversals.push((e.seq, done + n));
         w.draft().amount = n;
         Ok(())
+    }
+
+    /// Take `n` points back from `key` (pending and unswept lots included): the lots in `first`
+    /// before the others, the rest earliest-expiry first. Refuses when the account is short.
+    #[allow(clippy::too_many_arguments)]
+    fn claw_back(&self, txn: &RwTxn<'_>, w: &mut Work, at: Ms, t: &str, key: &str, first: &[u64], n: i64) -> Result<Vec<Consumed>> {
+        let i = self.acct(txn, w, key)?;
+        let lots = &mut w.accounts[i].1.lots;
+        lots.sort_by_key(|l| (first.iter().position(|id| *id == l.i).unwrap_or(usize::MAX), l.fefo_key()));
+        let used = self.take(txn, w, &[(t.to_string(), key.to_string())], n, at, false);
+        w.accounts[i].1.lots.sort_by_key(|l| l.fefo_key());
+        used
+    }
+
+    /// Put `n` of the points an entry consumed (`used`, in the order taken) back into the
+    /// member's lots, last taken first, skipping the `done` points earlier reversals restored.
+    fn restore_used(&self, txn: &RwTxn<'_>, w: &mut Work, member: &str, used: &[Consumed], done: i64, n: i64) -> Result<Vec<Consumed>> {
+        let (mut skip, mut left) = (done, n);
+        let mut restored = vec![];
+        for c in used.iter().rev() {
+            let s = skip.min(c.n);
+            skip -= s;
+            let k = (c.n - s).min(left);
+            if k == 0 {
+                continue;
+            }
+            left -= k;
+            let i = self.acct(txn, w, &member_account(member, &c.t))?;
+            Self::restore(&mut w.accounts[i].1, c, k)?;
+            restored.push(Consumed { t: c.t.clone(), lot: c.lot.clone(), n: k });
+        }
+        debug_assert_eq!(left, 0);
+        Ok(restored)
     }
 
     fn expire(&self, txn: &RwTxn<'_>, w: &mut Work, as_of: Ms, after: Option<&String>) -> Result<()> {
@@ -923,6 +989,7 @@ impl Ledger {
                 credited: d.credited,
                 cursor: d.cursor,
                 links,
+                note: d.note,
                 ph: std::mem::take(&mut self.last_hash),
                 h: vec![],
             };
@@ -932,6 +999,7 @@ impl Ledger {
             self.store.journal.put_with_flags(txn, PutFlags::APPEND, &seq_key(seq), &bytes)?;
             entries.push(e);
         }
+        self.flush_rules(txn, std::mem::take(&mut w.rules))?;
         let mut cache = self.accounts.borrow_mut();
         for (k, a) in w.accounts {
             debug_assert!(is_system_account(&k) || a.b == a.lots.iter().map(|l| l.r).sum::<i64>(), "lots = balance for {k}");
@@ -976,14 +1044,21 @@ impl Ledger {
     }
 }
 
-/// Hash an entry and serialize it once: the entry is encoded without `h` (a 14-field map), hashed,
-/// and `h` is appended as the 15th field, which is exactly what encoding it with `h` would give.
+/// Hash an entry and serialize it once: the entry is encoded without `h` (a 14-field map, 15 with
+/// an earn note), hashed, and `h` is appended as the last field, which is exactly what encoding
+/// it with `h` would give.
 fn seal(e: &mut Entry) -> Vec<u8> {
     debug_assert!(e.h.is_empty());
     let mut bytes = encode(&*e);
     e.h = blake3::hash(&bytes).as_bytes().to_vec();
-    assert_eq!(bytes[0], 0x80 | 14, "entry map layout changed: update seal()");
-    bytes[0] = 0x80 | 15;
+    let fields = bytes[0] & 0x0f;
+    assert!(bytes[0] & 0xf0 == 0x80 && (14..=15).contains(&fields), "entry map layout changed: update seal()");
+    if fields == 15 {
+        // 16 fields no longer fit a fixmap: map16 header.
+        bytes.splice(0..1, [0xde, 0x00, 16]);
+    } else {
+        bytes[0] = 0x80 | (fields + 1);
+    }
     bytes.extend_from_slice(&[0xa1, b'h', 0xc4, 32]);
     bytes.extend_from_slice(&e.h);
     debug_assert_eq!(bytes, encode(&*e));

@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod limits;
 pub mod model;
 pub mod query;
+pub mod rules;
 pub mod store;
 
 #[cfg(feature = "python")]

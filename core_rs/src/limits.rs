@@ -38,11 +38,11 @@ pub const VALIDITY_PERIODS_MAX: u32 = 1_200;
 pub const RATE_TERM_MAX: i64 = 1_000_000;
 /// Accounts the writer keeps decoded between group commits before it starts over.
 pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
-/// Group commits logged (`account_log`) before the writer checkpoints accounts into their
+/// Group commits logged (`state_log`) before the writer checkpoints accounts into their
 /// B-tree; a reader looks an account up in at most this many log records.
-pub const ACCOUNT_LOG_GROUPS_MAX: usize = 64;
+pub const STATE_LOG_GROUPS_MAX: usize = 64;
 /// Account states in the log before a checkpoint (bounds the log and the checkpoint's memory).
-pub const ACCOUNT_LOG_ENTRIES_MAX: usize = 500_000;
+pub const STATE_LOG_ENTRIES_MAX: usize = 500_000;
 /// The writer's in-memory filter of recorded command ids (`idem_filter.rs`): bits per id
 /// (~1% false positives) and the smallest filter (2 MiB). It is sized for twice the ids in the
 /// store at open (10 M ids: 32 MiB) and rebuilt at double size when full.
@@ -52,3 +52,32 @@ pub const IDEM_FILTER_BITS_MIN: u64 = 1 << 24;
 pub const MAP_SIZE_BYTES_DEFAULT: usize = 64 << 30;
 pub const MAX_DBS: u32 = 16;
 pub const MAX_READERS: u32 = 512;
+
+// ----- the rules engine (issue #3) -----
+/// Rules (latest versions, disabled included) in one programme.
+pub const RULES_PER_PROGRAMME_MAX: usize = 4_096;
+/// Condition nodes in one rule's tree, and how deep it may nest.
+pub const CONDITIONS_PER_RULE_MAX: usize = 64;
+pub const CONDITION_DEPTH_MAX: usize = 8;
+/// Values in one condition's list (channels, merchants, tiers, …) and event kinds per rule.
+pub const RULE_LIST_VALUES_MAX: usize = 256;
+/// Caps on one rule or on a programme (one per window).
+pub const CAPS_PER_RULE_MAX: usize = 4;
+/// Campaigns in one programme.
+pub const CAMPAIGNS_PER_PROGRAMME_MAX: usize = 1_024;
+/// Free attributes on one event.
+pub const EVENT_ATTRS_MAX: usize = 16;
+/// Largest event amount (minor units: 10 trillion CNY) and term (days: 100 years).
+pub const EVENT_AMOUNT_MINOR_MAX: i64 = 1_000_000_000_000_000;
+pub const EVENT_TERM_DAYS_MAX: u32 = 36_600;
+/// Tier levels and the longest qualification window (months).
+pub const TIER_LEVELS_MAX: usize = 16;
+pub const TIER_WINDOW_MONTHS_MAX: u32 = 120;
+/// Members one `evaluate_tiers` command looks at; the sweep continues with a cursor.
+pub const TIER_EVALUATIONS_PER_COMMAND_MAX: usize = 10_000;
+/// Groups one member belongs to (MA-8).
+pub const MEMBER_GROUPS_MAX: usize = 16;
+/// Member rule states the writer keeps decoded between group commits before it starts over.
+pub const RULE_STATE_CACHE_ENTRIES_MAX: usize = 2_000_000;
+/// Default programme time zone for calendar days, weekdays and cap windows: UTC+8 (minutes).
+pub const TZ_OFFSET_MIN_DEFAULT: i32 = 480;

@@ -199,8 +199,7 @@ pub struct Member {
 /// Stored as a positional msgpack array `[id, remaining, amount, earned_at, expires_at|nil,
 /// effective_at, source_seq]`: accounts carry many lots, and a compact record means more
 /// accounts per 4 KiB page, so fewer pages dirtied per commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "LotRow", into = "LotRow")]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lot {
     pub i: u64,
     /// remaining
@@ -215,19 +214,51 @@ pub struct Lot {
     pub f: Ms,
     /// source journal seq
     pub s: u64,
+    /// the rule (id, version) that produced it (issue #3); stored as an 8th element only when
+    /// set, so lots of plain credits keep the 7-element layout
+    pub g: Option<Box<(String, u32)>>,
 }
 
-type LotRow = (u64, i64, i64, Ms, Option<Ms>, Ms, u64);
-
-impl From<LotRow> for Lot {
-    fn from((i, r, a, e, x, f, s): LotRow) -> Lot {
-        Lot { i, r, a, e, x, f, s }
+impl Serialize for Lot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(if self.g.is_some() { 8 } else { 7 })?;
+        t.serialize_element(&self.i)?;
+        t.serialize_element(&self.r)?;
+        t.serialize_element(&self.a)?;
+        t.serialize_element(&self.e)?;
+        t.serialize_element(&self.x)?;
+        t.serialize_element(&self.f)?;
+        t.serialize_element(&self.s)?;
+        if let Some(g) = &self.g {
+            t.serialize_element(&**g)?;
+        }
+        t.end()
     }
 }
 
-impl From<Lot> for LotRow {
-    fn from(l: Lot) -> LotRow {
-        (l.i, l.r, l.a, l.e, l.x, l.f, l.s)
+impl<'de> Deserialize<'de> for Lot {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Lot, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Lot;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a lot [id, remaining, amount, earned_at, expires_at, effective_at, source_seq, rule?]")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> std::result::Result<Lot, A::Error> {
+                use serde::de::Error;
+                let i = a.next_element()?.ok_or_else(|| A::Error::invalid_length(0, &self))?;
+                let r = a.next_element()?.ok_or_else(|| A::Error::invalid_length(1, &self))?;
+                let am = a.next_element()?.ok_or_else(|| A::Error::invalid_length(2, &self))?;
+                let e = a.next_element()?.ok_or_else(|| A::Error::invalid_length(3, &self))?;
+                let x = a.next_element()?.ok_or_else(|| A::Error::invalid_length(4, &self))?;
+                let f = a.next_element()?.ok_or_else(|| A::Error::invalid_length(5, &self))?;
+                let s = a.next_element()?.ok_or_else(|| A::Error::invalid_length(6, &self))?;
+                let g: Option<Option<(String, u32)>> = a.next_element()?;
+                Ok(Lot { i, r, a: am, e, x, f, s, g: g.flatten().map(Box::new) })
+            }
+        }
+        d.deserialize_seq(V)
     }
 }
 

@@ -12,9 +12,12 @@ use crate::limits::*;
 pub type Db = Database<'static, Bytes, Bytes>;
 
 /// Names of the named databases, as `mdb_stat -a` lists them.
-pub const DB_NAMES: [&str; 12] = [
-    "meta", "programmes", "members", "accounts", "account_log", "journal", "idempotency", "holds", "open_holds", "reversals", "outbox",
-    "member_index",
+pub const DB_NAMES: [&str; 14] = [
+    "meta", "programmes", "members", "accounts", "state_log", "journal", "idempotency", "holds", "open_holds", "reversals",
+    // the rules engine's (issue #3)
+    "rules", "rule_state",
+    // the gRPC service's (issue #4)
+    "outbox", "member_index",
 ];
 
 #[derive(Clone)]
@@ -25,12 +28,13 @@ pub struct Store {
     pub programmes: Db,
     pub members: Db,
     /// Checkpointed account states: member accounts `member/type`, system accounts
-    /// `#programme/kind/type`. Newer states may be in `account_log` (read through `get_account`).
+    /// `#programme/kind/type`. Newer states may be in `state_log` (read through `get_account`).
     pub accounts: Db,
-    /// group commit (its last journal seq, u64 BE) → the states of the accounts it changed, as a
-    /// sorted blob (`AccountLogBlob`). A group appends one record instead of rewriting one random
-    /// B-tree page per account; a checkpoint merges the log into `accounts` and empties it.
-    pub account_log: Db,
+    /// group commit (its last journal seq, u64 BE) → the states of the accounts and member rule
+    /// states it changed, as a sorted blob (`StateLogBlob`). A group appends one record instead
+    /// of rewriting one random B-tree page per record; a checkpoint merges the log into
+    /// `accounts` and `rule_state` and empties it.
+    pub state_log: Db,
     /// seq (u64 big-endian) → Entry
     pub journal: Db,
     /// client id → IdemRecord
@@ -41,6 +45,10 @@ pub struct Store {
     pub open_holds: Db,
     /// target seq → points reversed so far
     pub reversals: Db,
+    /// rules (every version), campaigns, tiers and earning policies: see `rules::rule_key`
+    pub rules: Db,
+    /// member id → MemberState (cap counters, check-in streak, referral, tier qualification)
+    pub rule_state: Db,
     /// seq (u64 BE) ++ hold id → OutboxMessage: notifications (one-time codes) written in the
     /// transaction that creates them, deleted once delivered (`outbox_peek` / `outbox_delete`).
     pub outbox: Db,
@@ -85,18 +93,18 @@ impl Store {
         // SAFETY: the engine registry guarantees one open environment per path per process.
         let env = unsafe { opts.open(path) }?;
         let w = env.write_txn()?;
-        let dbs: [Db; 12] = env
+        let dbs: [Db; 14] = env
             .create_databases_and_commit(w, |opener, w| -> heed::Result<_> {
                 let mut out = Vec::with_capacity(DB_NAMES.len());
                 for name in DB_NAMES {
                     out.push(opener.create_database::<Bytes, Bytes>(w, Some(name))?);
                 }
-                let arr: [Database<'_, Bytes, Bytes>; 12] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
+                let arr: [Database<'_, Bytes, Bytes>; 14] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
                 Ok(heed::CommitOrAbort::<_, ()>::Commit(arr))
             })?
             .unwrap_commit();
-        let [meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, outbox, member_index] = dbs;
-        let store = Store { meta, programmes, members, accounts, account_log, journal, idempotency, holds, open_holds, reversals, outbox, member_index, env: env.clone(), path: path.to_path_buf() };
+        let [meta, programmes, members, accounts, state_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state, outbox, member_index] = dbs;
+        let store = Store { meta, programmes, members, accounts, state_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state, outbox, member_index, env: env.clone(), path: path.to_path_buf() };
         store.backfill_member_index()?;
         Ok(store)
     }
@@ -180,15 +188,16 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
 
 // ----- account states: checkpoint + log -----
 
-/// One `account_log` record: the states of the accounts one group commit changed, sorted by key
-/// so a reader binary-searches it in place (zero-copy from the LMDB map). Layout, little-endian:
+/// One `state_log` record: the states one group commit changed, sorted by key so a reader
+/// binary-searches it in place (zero-copy from the LMDB map). A key is a one-byte tag naming
+/// the database the state is checkpointed into (`LogTag`) followed by its key there. Layout, little-endian:
 /// `u8 version (1) | u32 count | count × (u32 key_offset, u32 value_offset) | u32 end | data`,
 /// where entry i's key runs from its key offset to its value offset, and its value (the
 /// account's msgpack record, exactly as `accounts` stores it) to the next entry's key offset
 /// (or `end`, the blob's length, which also detects a truncated record).
-pub struct AccountLogBlob;
+pub struct StateLogBlob;
 
-impl AccountLogBlob {
+impl StateLogBlob {
     const VERSION: u8 = 1;
     const HEADER: usize = 5;
 
@@ -277,20 +286,59 @@ impl AccountLogBlob {
         Ok(out)
     }
 }
-/// The newest committed state of an account as its stored bytes: the latest `account_log`
-/// record that has it, else the checkpoint in `accounts`.
-pub fn get_account_bytes<'t>(store: &Store, txn: &'t RoTxn<'_>, key: &[u8]) -> Result<Option<&'t [u8]>> {
-    for item in store.account_log.rev_iter(txn)? {
+/// Which database a logged state belongs to: the first byte of its key in a `state_log` record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTag {
+    /// an `accounts` record
+    Account = b'a' as isize,
+    /// a `rule_state` record (a member's cap counters, streak, tier qualification)
+    RuleState = b'r' as isize,
+}
+
+impl LogTag {
+    pub fn key(self, key: &[u8]) -> Vec<u8> {
+        let mut k = Vec::with_capacity(key.len() + 1);
+        k.push(self as u8);
+        k.extend_from_slice(key);
+        k
+    }
+
+    pub fn db(self, store: &Store) -> &Db {
+        match self {
+            LogTag::Account => &store.accounts,
+            LogTag::RuleState => &store.rule_state,
+        }
+    }
+
+    /// (tag, key in its database) of a logged key.
+    pub fn split(key: &[u8]) -> Result<(LogTag, &[u8])> {
+        match key.split_first() {
+            Some((b'a', k)) => Ok((LogTag::Account, k)),
+            Some((b'r', k)) => Ok((LogTag::RuleState, k)),
+            _ => Err(LedgerError::Storage("corrupt state log key".into())),
+        }
+    }
+}
+
+/// The newest committed state of a record kept through the state log, as its stored bytes:
+/// the latest `state_log` record that has it, else the checkpoint in its own database.
+pub fn get_logged_bytes<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag, key: &[u8]) -> Result<Option<&'t [u8]>> {
+    let tagged = tag.key(key);
+    for item in store.state_log.rev_iter(txn)? {
         let (_, blob) = item?;
-        if let Some(v) = AccountLogBlob::find(blob, key)? {
+        if let Some(v) = StateLogBlob::find(blob, &tagged)? {
             return Ok(Some(v));
         }
     }
-    Ok(store.accounts.get(txn, key)?)
+    Ok(tag.db(store).get(txn, key)?)
+}
+
+pub fn get_logged<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, tag: LogTag, key: &[u8]) -> Result<Option<T>> {
+    get_logged_bytes(store, txn, tag, key)?.map(decode).transpose()
 }
 
 pub fn get_account<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, key: &[u8]) -> Result<Option<T>> {
-    get_account_bytes(store, txn, key)?.map(decode).transpose()
+    get_logged(store, txn, LogTag::Account, key)
 }
 
 /// Every account's newest committed state, in key order (checkpoint merged with the log).
@@ -300,9 +348,13 @@ pub fn all_accounts<'t>(store: &Store, txn: &'t RoTxn<'_>) -> Result<std::collec
         let (k, v) = item?;
         out.insert(k, v);
     }
-    for item in store.account_log.iter(txn)? {
+    for item in store.state_log.iter(txn)? {
         let (_, blob) = item?;
-        out.extend(AccountLogBlob::entries(blob)?);
+        for (k, v) in StateLogBlob::entries(blob)? {
+            if let (LogTag::Account, k) = LogTag::split(k)? {
+                out.insert(k, v);
+            }
+        }
     }
     Ok(out)
 }

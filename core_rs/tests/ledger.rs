@@ -691,18 +691,77 @@ fn clawback_of_pending_and_spent_points() {
 }
 
 #[test]
-fn reverse_refuses_transfers_and_unknown_targets() {
+fn reverse_refuses_what_moved_no_points_and_unknown_targets() {
     let fx = Fx::standard();
     fx.ok(t0(), credit("alice", "merchant", 1_000));
-    let (t, _) = fx.ok(t0(), transfer("alice", "bob", "merchant", 100));
-    let (cv, _) = fx.ok(t0(), convert("alice", "merchant", "internal", 100));
     let (ex, _) = fx.ok(t0(), expire(t0()));
     let (fz, _) = fx.ok(t0(), freeze("carol"));
-    for id in [&t, &cv, &ex, &fz, "c1"] {
+    let (h, _) = fx.ok(t0(), hold("alice", None, 10, HOUR));
+    for id in [&ex, &fz, &h, "c1"] {
         assert_eq!(fx.refused(t0(), reverse(id, None, None)).code(), "NOT_REVERSIBLE", "{id}");
     }
     assert_eq!(fx.refused(t0(), reverse("never-used", None, None)), LedgerError::UnknownEntry("never-used".into()));
     assert_eq!(fx.refused(t0(), reverse("bad id", None, None)).code(), "INVALID_ARGUMENT");
+    fx.assert_audit_clean();
+}
+
+#[test]
+fn eh9_reversing_a_transfer_returns_the_senders_lots_and_takes_back_what_the_receiver_got() {
+    let fx = Fx::standard();
+    fx.ok(t0() - 100 * DAY, credit("alice", "merchant", 200));
+    fx.ok(t0(), credit("alice", "merchant", 300));
+    let alice_before = fx.lots("alice", "merchant");
+    fx.ok(t0(), credit("bob", "merchant", 50)); // bob's own lot, expiring later than the gift's first slice
+    let (t, rc) = fx.ok(t0() + DAY, transfer("alice", "bob", "merchant", 400));
+    let gift: Vec<u64> = rc.lots_made.iter().map(|m| m.1).collect();
+    assert_eq!(gift.len(), 2);
+    // Part first: the receiver gives back from the lots the transfer made, not its own lot.
+    let (_, r1) = fx.ok(t0() + 2 * DAY, reverse(&t, Some(150), None));
+    assert_eq!((r1.kind, r1.amount), ("reverse", 150));
+    assert_eq!(r1.lots_used, vec![("merchant".to_string(), gift[0], 150)]);
+    let m = "merchant".to_string();
+    assert_eq!(r1.lots_made, vec![(m.clone(), alice_before[1].i, 150)], "last taken, first restored");
+    assert_eq!((fx.total("alice", "merchant"), fx.total("bob", "merchant")), (250, 300));
+    // Then the rest: every gifted point goes home, bob keeps exactly his own 50.
+    let (_, r2) = fx.ok(t0() + 3 * DAY, reverse(&t, None, None));
+    assert_eq!(r2.amount, 250);
+    assert_eq!(fx.lots("alice", "merchant"), alice_before, "same lots, same expiry");
+    assert_eq!(fx.total("bob", "merchant"), 50);
+    assert_eq!(fx.refused(t0() + 3 * DAY, reverse(&t, Some(1), None)).code(), "INVALID_ARGUMENT");
+    fx.assert_audit_clean();
+}
+
+#[test]
+fn eh9_a_transfer_the_receiver_already_spent_cannot_be_reversed_and_changes_nothing() {
+    let fx = Fx::standard();
+    fx.ok(t0(), credit("alice", "internal", 500));
+    let (t, _) = fx.ok(t0(), transfer("alice", "bob", "internal", 500));
+    fx.ok(t0(), redeem("bob", Some("internal"), 400));
+    assert!(matches!(fx.refused(t0(), reverse(&t, None, None)), LedgerError::InsufficientPoints { requested: 500, available: 100 }));
+    fx.ok(t0(), reverse(&t, Some(100), None));
+    assert_eq!((fx.total("alice", "internal"), fx.total("bob", "internal")), (100, 0));
+    fx.assert_audit_clean();
+}
+
+#[test]
+fn xf2_reversing_a_convert_in_parts_claws_back_exactly_what_was_credited() {
+    let fx = Fx::standard();
+    fx.ok(t0(), credit("alice", "merchant", 1_001));
+    let before = fx.lots("alice", "merchant");
+    let (cv, rc) = fx.ok(t0() + DAY, convert("alice", "merchant", "internal", 1_001));
+    assert_eq!(rc.credited, 500);
+    // 1:2 with rounding down: 3 merchant points back take floor(3 * 500 / 1001) = 1 internal.
+    let (_, r1) = fx.ok(t0() + 2 * DAY, reverse(&cv, Some(3), None));
+    assert_eq!((r1.amount, r1.credited), (3, 1));
+    assert_eq!((fx.total("alice", "merchant"), fx.total("alice", "internal")), (3, 499));
+    let (_, r2) = fx.ok(t0() + 2 * DAY, reverse(&cv, Some(500), None));
+    assert_eq!(r2.credited, 251 - 1, "floor(503 * 500 / 1001) - floor(3 * 500 / 1001)");
+    let (_, r3) = fx.ok(t0() + 2 * DAY, reverse(&cv, None, None));
+    assert_eq!(r1.credited + r2.credited + r3.credited, 500, "all of it, to the point");
+    assert_eq!(fx.total("alice", "internal"), 0);
+    assert_eq!(fx.lots("alice", "merchant"), before, "the merchant lot is back with its expiry");
+    assert_eq!(fx.sys("tel", SystemAccount::Conversion, "merchant"), 0);
+    assert_eq!(fx.sys("tel", SystemAccount::Conversion, "internal"), 0);
     fx.assert_audit_clean();
 }
 
@@ -1245,6 +1304,8 @@ mod model_check {
         Credit(usize, usize, i64),
         /// refund target (redeem or capture): member, debited slices (type, n) in order
         Debit(usize, Vec<(usize, i64)>),
+        /// transfer target (reversed both ways): from, to, type, amount
+        Transfer(usize, usize, usize, i64),
         /// a command that exists but is not reversible
         Other,
         /// an id whose command was refused: unknown to the ledger
@@ -1377,7 +1438,7 @@ mod model_check {
                     }
                     let r = self.take(from, Some(t), n).map(|_| {
                         self.bal[to][t] += n;
-                        Kind::Other
+                        Kind::Transfer(from, to, t, n)
                     });
                     (cmd, r)
                 }
@@ -1396,7 +1457,7 @@ mod model_check {
                     let original = match &kind {
                         Kind::Missing => return (cmd, Err("UNKNOWN_ENTRY")),
                         Kind::Other => return (cmd, Err("NOT_REVERSIBLE")),
-                        Kind::Credit(_, _, n) => *n,
+                        Kind::Credit(_, _, n) | Kind::Transfer(_, _, _, n) => *n,
                         Kind::Debit(_, s) => s.iter().map(|x| x.1).sum(),
                     };
                     let n = match how {
@@ -1414,6 +1475,14 @@ mod model_check {
                                 return (cmd, Err("INSUFFICIENT_POINTS"));
                             }
                             self.bal[m][t] -= n;
+                        }
+                        Kind::Transfer(from, to, t, _) => {
+                            // The receiver gives back; it may have spent the points since.
+                            if self.bal[to][t] < n {
+                                return (cmd, Err("INSUFFICIENT_POINTS"));
+                            }
+                            self.bal[to][t] -= n;
+                            self.bal[from][t] += n;
                         }
                         Kind::Debit(m, slices) => {
                             // Last taken, first restored, skipping what earlier refunds restored.

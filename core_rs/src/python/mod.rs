@@ -14,6 +14,7 @@ use crate::error::LedgerError;
 use crate::limits;
 use crate::model::*;
 use crate::query;
+use crate::rules;
 use crate::store::{encode, Durability};
 
 /// Build the Python exception (owned by pypoints/errors.py) for a ledger error.
@@ -184,6 +185,31 @@ fn parse_point_type(f: &Fields<'_, '_>) -> Result<PointType, LedgerError> {
     Ok(PointType { id: f.str(4)?, priority, validity, transferable: f.bool(7)?, cash, convert_to })
 }
 
+/// A rules record (rule, campaign, tiers, policy) crosses as msgpack bytes of its map.
+fn record<T: serde::de::DeserializeOwned>(f: &Fields<'_, '_>, i: usize, what: &str) -> Result<T, LedgerError> {
+    let b = f.item(i)?;
+    let b = b.cast::<PyBytes>().map_err(|_| bad(&f.op, i, "msgpack bytes"))?;
+    rmp_serde::from_slice(b.as_bytes()).map_err(|e| LedgerError::InvalidRule(format!("{what}: {e}")))
+}
+
+/// `(kind, member, amount, term_days, channel, merchant, category, org, attrs)` from field `i`.
+fn parse_event(f: &Fields<'_, '_>, i: usize) -> Result<rules::Event, LedgerError> {
+    let attrs = f.item(i + 8)?.extract::<Vec<(String, String)>>().map_err(|_| bad(&f.op, i + 8, "a list of (key, value) string pairs"))?;
+    let term = f.int(i + 3)?;
+    let term_days = u32::try_from(term).map_err(|_| LedgerError::InvalidArgument(format!("event.term_days: must be 0..={}", limits::EVENT_TERM_DAYS_MAX)))?;
+    Ok(rules::Event {
+        kind: f.str(i)?,
+        member: f.str(i + 1)?,
+        amount: f.int(i + 2)?,
+        term_days,
+        channel: f.str(i + 4)?,
+        merchant: f.str(i + 5)?,
+        category: f.str(i + 6)?,
+        org: f.strs(i + 7)?,
+        attrs,
+    })
+}
+
 fn parse(obj: &Bound<'_, PyAny>) -> Result<Envelope, LedgerError> {
     let t = obj.cast::<PyTuple>().map_err(|_| LedgerError::InvalidArgument("a command is a tuple (op, id, at, ...)".into()))?;
     let op: String = t
@@ -226,6 +252,16 @@ fn parse(obj: &Bound<'_, PyAny>) -> Result<Envelope, LedgerError> {
         "expire" => Command::Expire { as_of: f.int(3)?, after: f.opt_str(4)? },
         "freeze" => Command::Freeze { member: f.str(3)?, reason: f.str(4)? },
         "unfreeze" => Command::Unfreeze { member: f.str(3)?, reason: f.str(4)? },
+        "earn" => Command::Earn { event: parse_event(&f, 3)? },
+        "define_rule" => Command::DefineRule { rule: record(&f, 3, "rule")? },
+        "update_rule" => Command::UpdateRule { rule: record(&f, 3, "rule")? },
+        "disable_rule" => Command::DisableRule { programme: f.str(3)?, rule: f.str(4)? },
+        "define_campaign" => Command::DefineCampaign { campaign: record(&f, 3, "campaign")? },
+        "define_tiers" => Command::DefineTiers { tiers: record(&f, 3, "tiers")? },
+        "set_earn_policy" => Command::SetEarnPolicy { policy: record(&f, 3, "policy")? },
+        "set_member_groups" => Command::SetMemberGroups { member: f.str(3)?, groups: f.strs(4)? },
+        "set_tier" => Command::SetTier { member: f.str(3)?, tier: f.opt_str(4)?, reason: f.str(5)? },
+        "evaluate_tiers" => Command::EvaluateTiers { programme: f.str(3)?, after: f.opt_str(4)? },
         op => return Err(LedgerError::InvalidArgument(format!("unknown command {op:?}"))),
     };
     Ok(Envelope { id, at, cmd })
@@ -386,6 +422,50 @@ impl Engine {
         let e = self.engine(py)?;
         let r = detached(py, move || audit::audit(&e.store))?;
         Ok((r.entries, r.accounts, r.problems))
+    }
+
+    /// Evaluate an earn command tuple against the committed state without posting: msgpack of
+    /// {awards, notes, tier_change}.
+    fn dry_run<'py>(&self, py: Python<'py>, command: &Bound<'_, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        let e = self.engine(py)?;
+        let env = parse(command).map_err(|err| to_pyerr(py, err))?;
+        let Command::Earn { event } = env.cmd else {
+            return Err(to_pyerr(py, LedgerError::InvalidArgument("dry_run takes an earn command".into())));
+        };
+        let b = detached(py, move || Ok(encode(&rules::dry_run(&e.store, env.at, &event)?)))?;
+        Ok(PyBytes::new(py, &b))
+    }
+
+    /// msgpack rules of a programme: the latest version of each (`rule` given: every version).
+    #[pyo3(signature = (programme, rule = None))]
+    fn rules<'py>(&self, py: Python<'py>, programme: String, rule: Option<String>) -> PyResult<Vec<Bound<'py, PyBytes>>> {
+        let e = self.engine(py)?;
+        let rows = detached(py, move || {
+            let txn = e.store.read_txn()?;
+            let rs = match rule {
+                Some(r) => rules::rule_versions(&e.store, &txn, &programme, &r)?,
+                None => rules::current_rules(&e.store, &txn, &programme)?,
+            };
+            Ok(rs.iter().map(encode).collect::<Vec<_>>())
+        })?;
+        Ok(rows.into_iter().map(|b| PyBytes::new(py, &b)).collect())
+    }
+
+    /// (msgpack campaign, points granted from its budget, points left) (CP-13).
+    fn campaign_status<'py>(&self, py: Python<'py>, programme: String, campaign: String) -> PyResult<(Bound<'py, PyBytes>, i64, i64)> {
+        let e = self.engine(py)?;
+        let st = detached(py, move || rules::campaign_status(&e.store, &programme, &campaign))?;
+        Ok((PyBytes::new(py, &encode(&st.campaign)), st.granted, st.left))
+    }
+
+    /// msgpack of a member's rule state (cap counters, streak, referral, qualification).
+    fn rule_state<'py>(&self, py: Python<'py>, member: String) -> PyResult<Bound<'py, PyBytes>> {
+        let e = self.engine(py)?;
+        let b = detached(py, move || {
+            let txn = e.store.read_txn()?;
+            Ok(encode(&rules::member_state(&e.store, &txn, &member)?))
+        })?;
+        Ok(PyBytes::new(py, &b))
     }
 
     /// Consistent hot copy of the environment into `dest_dir`.

@@ -10,13 +10,13 @@ use proptest::prelude::*;
 use common::*;
 use pypoints_core::engine::Engine;
 use pypoints_core::ledger::Ledger;
-use pypoints_core::limits::ACCOUNT_LOG_GROUPS_MAX;
+use pypoints_core::limits::STATE_LOG_GROUPS_MAX;
 use pypoints_core::model::*;
 use pypoints_core::store::*;
 
 fn blob_of(map: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<u8> {
     let entries: Vec<(&[u8], &[u8])> = map.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
-    AccountLogBlob::encode(&entries)
+    StateLogBlob::encode(&entries)
 }
 
 proptest! {
@@ -26,14 +26,14 @@ proptest! {
         probes in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..20), 0..20),
     ) {
         let blob = blob_of(&map);
-        prop_assert_eq!(AccountLogBlob::len(&blob).unwrap(), map.len());
-        let all: Vec<(Vec<u8>, Vec<u8>)> = AccountLogBlob::entries(&blob).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        prop_assert_eq!(StateLogBlob::len(&blob).unwrap(), map.len());
+        let all: Vec<(Vec<u8>, Vec<u8>)> = StateLogBlob::entries(&blob).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
         prop_assert_eq!(all, map.clone().into_iter().collect::<Vec<_>>());
         for (k, v) in &map {
-            prop_assert_eq!(AccountLogBlob::find(&blob, k).unwrap(), Some(v.as_slice()));
+            prop_assert_eq!(StateLogBlob::find(&blob, k).unwrap(), Some(v.as_slice()));
         }
         for p in probes {
-            prop_assert_eq!(AccountLogBlob::find(&blob, &p).unwrap(), map.get(&p).map(|v| v.as_slice()));
+            prop_assert_eq!(StateLogBlob::find(&blob, &p).unwrap(), map.get(&p).map(|v| v.as_slice()));
         }
     }
 }
@@ -46,16 +46,16 @@ fn a_damaged_log_record_is_an_error_not_a_panic() {
     for cut in 0..blob.len() {
         let short = &blob[..cut];
         // Whatever a truncated record gives, it never panics; the full check refuses it.
-        let _ = AccountLogBlob::find(short, b"bob/a");
-        let whole = AccountLogBlob::entries(short);
+        let _ = StateLogBlob::find(short, b"bob/a");
+        let whole = StateLogBlob::entries(short);
         assert!(whole.is_err() || whole.unwrap().len() < 3, "cut at {cut}");
     }
     let mut bad_version = blob.clone();
     bad_version[0] = 9;
-    assert!(AccountLogBlob::find(&bad_version, b"bob/a").is_err());
+    assert!(StateLogBlob::find(&bad_version, b"bob/a").is_err());
     let mut swapped = blob.clone();
     swapped[5..9].copy_from_slice(&blob[13..17]); // entry 0 starts where entry 1 does
-    assert!(AccountLogBlob::entries(&swapped).is_err());
+    assert!(StateLogBlob::entries(&swapped).is_err());
 }
 
 fn raw_account(store: &Store, key: &str) -> Option<Account> {
@@ -65,7 +65,7 @@ fn raw_account(store: &Store, key: &str) -> Option<Account> {
 
 fn log_records(store: &Store) -> u64 {
     let txn = store.read_txn().unwrap();
-    store.account_log.len(&txn).unwrap()
+    store.state_log.len(&txn).unwrap()
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn accounts_live_in_the_log_until_a_checkpoint_and_in_the_btree_after_close() {
 #[test]
 fn the_writer_checkpoints_when_the_log_is_full_and_reads_stay_exact() {
     let fx = Fx::standard();
-    let groups = ACCOUNT_LOG_GROUPS_MAX as i64 + 5;
+    let groups = STATE_LOG_GROUPS_MAX as i64 + 5;
     for i in 0..groups {
         let m = ["alice", "bob", "carol"][i as usize % 3];
         fx.ok(t0() + i, credit(m, "internal", 10 + i));
@@ -99,7 +99,7 @@ fn the_writer_checkpoints_when_the_log_is_full_and_reads_stay_exact() {
     }
     let stats: BTreeMap<_, _> = fx.engine.stats.snapshot().into_iter().collect();
     assert!(stats["checkpoints"] >= 1, "{stats:?}");
-    assert!(log_records(fx.store()) as usize <= ACCOUNT_LOG_GROUPS_MAX);
+    assert!(log_records(fx.store()) as usize <= STATE_LOG_GROUPS_MAX);
     let credited: i64 = (0..groups).map(|i| 10 + i).sum();
     let redeemed = 5 * (0..groups).filter(|i| i % 7 == 0).count() as i64;
     let total: i64 = ["alice", "bob", "carol"].iter().map(|m| fx.total(m, "internal")).sum();

@@ -1,0 +1,63 @@
+"""Earn workloads for the rules engine (issue #3): a programme rule set of N active rules (a mix
+of rate, fixed, multiplier and capped rules over channel, merchant, category, amount, weekday
+and time-of-day conditions, one campaign with a budget) and earn batches of purchases by
+uniformly random members. Every event meets the "base" rule and, through its merchant, ~1 of
+the other 99 (lots per earn ≈ 1.2-1.5). Used by bench/test_rules_bench.py and the smoke test in tests/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench import harness, workloads as wl
+from pypoints import rules as r
+
+RULE_COUNT = 100
+
+
+def rule_set(n: int = RULE_COUNT) -> list[r.Rule]:
+    p, t = wl.PROGRAMME, wl.POINT_TYPE
+    out = [r.Rule(p, "base", r.Rate(1, 100), t, kinds=("purchase",), priority=100)]
+    for i in range(1, n):
+        k = i % 8
+        when: r.Cond = [
+            r.Channel("app"),
+            r.Merchant(f"shop-{i % 40:04d}"),
+            r.All(r.Category(f"{5000 + i % 30}"), r.Amount(min=10_000)),
+            r.Weekdays(6, 7),
+            r.TimeOfDay(22 * 60, 23 * 60),
+            r.Any_(r.Channel("web"), r.Attr("card", ("platinum",))),
+            r.Amount(min=5_000_000),
+            r.All(r.Channel("pos"), r.Merchant(f"shop-{i % 40:04d}")),
+        ][k]
+        action: r.Action = r.Multiplier(2) if k == 7 and i < 16 else (r.Fixed(5) if k % 2 else r.Rate(1, 1_000))
+        caps = (r.Cap("day", 500),) if i % 3 == 0 else ()
+        # Rules are per merchant (80 merchants): an event meets ~1-2 of them besides "base".
+        when = r.All(r.Merchant(f"shop-{i % 80:04d}"), when)
+        out.append(r.Rule(p, f"r{i:04d}", action, t, kinds=("purchase",), when=when, priority=i % 7,
+                          caps=caps, campaign="spring" if i % 10 == 1 else None))
+    return out
+
+
+def define_rules(ledger: Any, n: int = RULE_COUNT) -> None:
+    at = wl.T0
+    ledger.define_campaign(r.Campaign(wl.PROGRAMME, "spring", at, at + 365 * wl.DAY_MS, budget=10**11,
+                                      budget_type=wl.POINT_TYPE), at=at)
+    for rule in rule_set(n):
+        ledger.define_rule(rule, at=at)
+
+
+def earn_batch(st: wl.State, n: int) -> wl.Batch:
+    at, rr = st.at(), st.rng.randrange
+    channels = ("pos", "app", "web")
+    return [("earn", cid, at, "purchase", wl.member_id(rr(st.members)), 100 + rr(200_000), 0,
+             channels[rr(3)], f"shop-{rr(80):04d}", f"{5000 + rr(40)}", [], [])
+            for cid in st.ids("e.", n)]
+
+
+def batch(benchmark: Any, store: harness.Store, kind: str, n: int) -> None:
+    """`earn` or `credit` batches of n durable commands, timed the same way."""
+    build = earn_batch if kind == "earn" else wl.credit_batch
+    st = store.state
+    harness.run_rounds(benchmark, store, workload=f"{kind} batch {n:,} ({RULE_COUNT} rules)" if kind == "earn"
+                       else f"{kind} batch {n:,}", make=lambda: build(st, n), run=store.submit, commands=n,
+                       n_rounds=harness.rounds())

@@ -1,0 +1,408 @@
+//! Evaluation: an event against a compiled rule set and the member's rule state gives the
+//! awards (one per rule that fired, cut by caps and budgets) and, when asked, an explanation of
+//! every rule. Pure: the ledger posts the awards; a dry run only reports them.
+use serde::{Deserialize, Serialize};
+
+use super::compile::*;
+use super::model::*;
+use super::state::*;
+use crate::model::{Member, Ms, Programme};
+
+/// Points for one rule (one lot when `points` > 0).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Award {
+    pub rule: String,
+    pub version: u32,
+    /// the member credited (the inviter, for a referral's inviter award)
+    pub member: String,
+    pub point_type: String,
+    /// before caps and budget
+    pub base: i64,
+    /// credited
+    pub points: i64,
+    pub cuts: Vec<Cut>,
+    pub campaign: Option<String>,
+    /// posted from the campaign's budget account instead of issuance
+    pub from_budget: bool,
+    pub effective_at: Ms,
+    pub expires_at: Option<Ms>,
+}
+
+/// What cut an award: `rule:<id>:<window>`, `programme:<window>`, `budget:<campaign>`,
+/// `max_award`, and how many points it removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cut {
+    pub by: String,
+    pub n: i64,
+}
+
+/// The explanation of one rule for one event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Note {
+    pub rule: String,
+    pub version: u32,
+    pub fired: bool,
+    pub points: i64,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub awards: Vec<Award>,
+    pub notes: Vec<Note>,
+    /// (from, to) when the event moves the member up a tier (TL-4 automatic upgrade)
+    pub tier_change: Option<(String, String)>,
+    #[serde(skip)]
+    pub state: MemberState,
+}
+
+impl Evaluation {
+    pub fn total(&self) -> i64 {
+        self.awards.iter().map(|a| a.points).sum()
+    }
+}
+
+/// Budget left in a campaign's account for a point type (the ledger reads the account).
+pub trait Budgets {
+    fn left(&mut self, programme: &str, campaign: &str, point_type: &str) -> i64;
+}
+
+impl<F: FnMut(&str, &str, &str) -> i64> Budgets for F {
+    fn left(&mut self, programme: &str, campaign: &str, point_type: &str) -> i64 {
+        self(programme, campaign, point_type)
+    }
+}
+
+struct Run<'a, B: Budgets> {
+    c: &'a Compiled,
+    p: &'a Programme,
+    at: Ms,
+    e: Prepared,
+    member: &'a str,
+    st: MemberState,
+    budgets: B,
+    budget_left: Vec<(String, String, i64)>,
+    awards: Vec<Award>,
+    notes: Vec<Note>,
+    explain: bool,
+}
+
+impl<B: Budgets> Run<'_, B> {
+    fn note(&mut self, r: &Rule, fired: bool, points: i64, reason: impl FnOnce() -> String) {
+        if self.explain {
+            self.notes.push(Note { rule: r.id.clone(), version: r.version, fired, points, reason: reason() });
+        }
+    }
+
+    fn window_index(&self, w: Window) -> i64 {
+        match w {
+            Window::Day => self.e.day,
+            Window::Month => self.e.month,
+            Window::Year => self.e.year,
+            Window::Lifetime => 0,
+        }
+    }
+
+    /// Cut `n` by the caps of `scope` (a rule id, or "*" for the programme's) and count it.
+    fn capped(&self, scope: &str, caps: &[Cap], n: i64, cuts: &mut Vec<Cut>) -> i64 {
+        let mut n = n;
+        for cap in caps {
+            let used = self.st.used(scope, cap.window, self.window_index(cap.window));
+            let left = (cap.max - used).max(0);
+            if n > left {
+                let by = if scope == "*" { format!("programme:{}", cap.window.name()) } else { format!("rule:{scope}:{}", cap.window.name()) };
+                cuts.push(Cut { by, n: n - left });
+                n = left;
+            }
+        }
+        n
+    }
+
+    fn count(&mut self, scope: &str, caps: &[Cap], n: i64) {
+        for cap in caps {
+            let idx = self.window_index(cap.window);
+            self.st.add(scope, cap.window, idx, n);
+        }
+    }
+
+    fn budget(&mut self, campaign: &str, t: &str) -> &mut i64 {
+        let pos = match self.budget_left.iter().position(|(c, tt, _)| c == campaign && tt == t) {
+            Some(i) => i,
+            None => {
+                let left = self.budgets.left(&self.c.programme, campaign, t);
+                self.budget_left.push((campaign.to_string(), t.to_string(), left));
+                self.budget_left.len() - 1
+            }
+        };
+        &mut self.budget_left[pos].2
+    }
+
+    /// Turn a rule's base points into an award for `member`: max per event, the rule's caps,
+    /// the programme's caps (event member only), then the campaign budget.
+    #[allow(clippy::too_many_arguments)]
+    fn award(&mut self, r: &Rule, budget: Option<&Budget>, member: &str, rule_id: &str, version: u32, point_type: &str, base: i64, pending: bool, validity: Option<&crate::model::Validity>) -> i64 {
+        let mut cuts = vec![];
+        let mut n = base;
+        if let Some(m) = r.max_award {
+            if n > m {
+                cuts.push(Cut { by: "max_award".into(), n: n - m });
+                n = m;
+            }
+        }
+        let own = member == self.member;
+        if own {
+            n = self.capped(rule_id, &r.caps, n, &mut cuts);
+            let pcaps = self.c.policy.caps.clone();
+            n = self.capped("*", &pcaps, n, &mut cuts);
+        }
+        let mut from_budget = false;
+        if let (Some(b), Some(camp)) = (budget, r.campaign.as_deref()) {
+            if b.point_type == point_type {
+                from_budget = true;
+                let left = self.budget(camp, point_type);
+                if n > *left {
+                    let cut = n - *left;
+                    n = *left;
+                    cuts.push(Cut { by: format!("budget:{camp}"), n: cut });
+                }
+                *self.budget(camp, point_type) -= n;
+            }
+        }
+        if own && n > 0 {
+            self.count(rule_id, &r.caps, n);
+            let pcaps = self.c.policy.caps.clone();
+            self.count("*", &pcaps, n);
+        }
+        let validity = validity.cloned().or_else(|| self.p.point_type(point_type).ok().map(|t| t.validity.clone()));
+        self.awards.push(Award {
+            rule: rule_id.to_string(),
+            version,
+            member: member.to_string(),
+            point_type: point_type.to_string(),
+            base,
+            points: n,
+            cuts,
+            campaign: r.campaign.clone(),
+            from_budget,
+            effective_at: if pending { self.c.next_day(self.at) } else { self.at },
+            expires_at: validity.and_then(|v| v.expiry(self.at)),
+        });
+        n
+    }
+}
+
+fn floor_mul(a: i64, b: i64, c: i64, d: i64) -> i64 {
+    let v = (a as i128 * b as i128 * c as i128) / d as i128;
+    v.min(crate::limits::AMOUNT_MAX as i128) as i64
+}
+
+/// Evaluate `ev` (at `at`) for member `m` with rule state `st`. `explain` fills `notes`.
+pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: &Member, st: &MemberState, budgets: B, explain: bool) -> Evaluation {
+    let e = c.prepare(at, ev, m, &st.groups, st.purchases);
+    let mut run = Run { c, p, at, e, member: &m.id, st: st.clone(), budgets, budget_left: vec![], awards: vec![], notes: vec![], explain };
+    let kind = run.e.kind;
+    // (index into c.rules, award index) of accepted base awards
+    let mut accepted: Vec<(usize, usize)> = vec![];
+    let mut exclusive: Option<usize> = None;
+    let mut multipliers: Vec<usize> = vec![];
+    let mut checked_in = false;
+    let mut referral_paid = false;
+    for &i in c.candidates(kind) {
+        let cr = &c.rules[i as usize];
+        let r = &cr.rule;
+        if let Some((a, b)) = cr.window {
+            if !(a <= at && at < b) {
+                run.note(r, false, 0, || format!("campaign {:?} is not running at {at}", r.campaign.as_deref().unwrap_or("")));
+                continue;
+            }
+        }
+        if let Some(cond) = &cr.cond {
+            if !cond.eval(&run.e) {
+                if run.explain {
+                    let why = cond.explain(r.when.as_ref().unwrap(), &run.e, "when").unwrap_or_default();
+                    run.note(r, false, 0, || why);
+                }
+                continue;
+            }
+        }
+        if matches!(r.action, Action::Multiplier { .. }) {
+            multipliers.push(i as usize);
+            continue;
+        }
+        if let Some(x) = exclusive {
+            run.note(r, false, 0, || format!("excluded: exclusive rule {:?} fired first", c.rules[x].rule.id));
+            continue;
+        }
+        if r.stacking == Stacking::Exclusive && !accepted.is_empty() {
+            run.note(r, false, 0, || format!("exclusive, but rule {:?} fired first", c.rules[accepted[0].0].rule.id));
+            continue;
+        }
+        let amount = run.e.amount;
+        let base = match &r.action {
+            Action::Rate { points, per_minor } => floor_mul(amount, *points, 1, *per_minor),
+            Action::AmountTerm { points, per_minor, per_days } => {
+                floor_mul(amount, run.e.term as i64, *points, *per_minor * *per_days)
+            }
+            Action::Fixed { points } => *points,
+            Action::Checkin { daily, streak, bonus } => {
+                if checked_in || run.st.last_checkin == Some(run.e.day) {
+                    run.note(r, false, 0, || "already checked in today".into());
+                    continue;
+                }
+                let s = if run.st.last_checkin == Some(run.e.day - 1) { run.st.streak + 1 } else { 1 };
+                run.st.streak = s;
+                run.st.last_checkin = Some(run.e.day);
+                checked_in = true;
+                daily + if s % streak == 0 { *bonus } else { 0 }
+            }
+            Action::Referral { inviter, invitee } => {
+                let why = if referral_paid || run.st.referral_paid {
+                    Some("the referral was already paid")
+                } else if run.st.referrer.is_none() {
+                    Some("the member signed up without a referrer")
+                } else if run.st.purchases > 0 {
+                    Some("not the member's first purchase")
+                } else {
+                    None
+                };
+                if let Some(why) = why {
+                    run.note(r, false, 0, || why.into());
+                    continue;
+                }
+                referral_paid = true;
+                run.st.referral_paid = true;
+                let inviter_id = run.st.referrer.clone().unwrap();
+                let budget = cr.budget.clone();
+                let ai = run.awards.len();
+                let a = run.award(r, budget.as_ref(), &m.id.clone(), &r.id, r.version, &r.point_type, *invitee, r.pending, r.validity.as_ref());
+                let b = run.award(r, budget.as_ref(), &inviter_id, &r.id, r.version, &r.point_type, *inviter, r.pending, r.validity.as_ref());
+                run.note(r, true, a + b, || format!("first purchase after a referral by {inviter_id:?}: {a} to the member, {b} to the inviter"));
+                accepted.push((i as usize, ai));
+                if r.stacking == Stacking::Exclusive {
+                    exclusive = Some(i as usize);
+                }
+                continue;
+            }
+            Action::Multiplier { .. } => unreachable!(),
+        };
+        if base <= 0 {
+            run.note(r, false, 0, || "conditions hold but the award rounds to 0 points".into());
+            continue;
+        }
+        let ai = run.awards.len();
+        let budget = cr.budget.clone();
+        let n = run.award(r, budget.as_ref(), &m.id.clone(), &r.id, r.version, &r.point_type, base, r.pending, r.validity.as_ref());
+        let cuts = run.awards[ai].cuts.clone();
+        run.note(r, true, n, || {
+            if cuts.is_empty() { format!("{base} points") } else { format!("{base} points, cut to {n} by {}", cuts.iter().map(|c| format!("{} (-{})", c.by, c.n)).collect::<Vec<_>>().join(", ")) }
+        });
+        accepted.push((i as usize, ai));
+        if r.stacking == Stacking::Exclusive {
+            exclusive = Some(i as usize);
+        }
+    }
+    // Multipliers (CP-1..3) on what the base rules credited, with their own stacking.
+    let mut mult_taken: Option<usize> = None;
+    let mut mult_exclusive = false;
+    for i in multipliers {
+        let cr = &c.rules[i];
+        let r = &cr.rule;
+        let Action::Multiplier { num, den, of } = &r.action else { unreachable!() };
+        if mult_exclusive || (r.stacking == Stacking::Exclusive && mult_taken.is_some()) {
+            run.note(r, false, 0, || format!("excluded by multiplier {:?} (exclusive stacking)", c.rules[mult_taken.unwrap()].rule.id));
+            continue;
+        }
+        let base: i64 = accepted
+            .iter()
+            .filter(|(ri, _)| {
+                let br = &c.rules[*ri].rule;
+                if of.is_empty() { br.action.is_rate() } else { of.iter().any(|o| o == &br.id) }
+            })
+            .map(|(_, ai)| &run.awards[*ai])
+            .filter(|a| a.point_type == r.point_type && a.member == m.id)
+            .map(|a| a.points)
+            .sum();
+        let bonus = floor_mul(base, num - den, 1, *den);
+        if bonus <= 0 {
+            run.note(r, false, 0, || "no rate award of its point type to multiply".into());
+            continue;
+        }
+        let budget = cr.budget.clone();
+        let n = run.award(r, budget.as_ref(), &m.id.clone(), &r.id, r.version, &r.point_type, bonus, r.pending, r.validity.as_ref());
+        run.note(r, true, n, || format!("x{num}/{den} of {base}: {bonus} extra points, {n} credited"));
+        mult_taken.get_or_insert(i);
+        if r.stacking == Stacking::Exclusive {
+            mult_exclusive = true;
+        }
+    }
+    // Tier multiplier (TL-2) on the rate awards of the tiers' point type.
+    let mut tier_change = None;
+    if let Some(t) = &c.tiers {
+        if let Some(rank) = t.rank(&m.tier) {
+            let lvl = &t.levels[rank];
+            if lvl.num > lvl.den {
+                let base: i64 = accepted
+                    .iter()
+                    .filter(|(ri, _)| c.rules[*ri].rule.action.is_rate())
+                    .map(|(_, ai)| &run.awards[*ai])
+                    .filter(|a| a.point_type == t.point_type && a.member == m.id)
+                    .map(|a| a.points)
+                    .sum();
+                let bonus = floor_mul(base, lvl.num - lvl.den, 1, lvl.den);
+                if bonus > 0 {
+                    let id = tier_rule_id(&lvl.name);
+                    let pseudo = Rule {
+                        programme: c.programme.clone(),
+                        id: id.clone(),
+                        version: t.version,
+                        name: String::new(),
+                        enabled: true,
+                        kinds: vec![],
+                        priority: 0,
+                        stacking: Stacking::Stackable,
+                        when: None,
+                        action: Action::Fixed { points: bonus },
+                        point_type: t.point_type.clone(),
+                        validity: None,
+                        pending: false,
+                        caps: vec![],
+                        max_award: None,
+                        campaign: None,
+                    };
+                    // The tier bonus lands with the lots it multiplies (same pending state).
+                    let pending = accepted.iter().any(|(ri, _)| c.rules[*ri].rule.pending && c.rules[*ri].rule.point_type == t.point_type);
+                    let n = run.award(&pseudo, None, &m.id.clone(), &id, t.version, &t.point_type, bonus, pending, None);
+                    run.note(&pseudo, true, n, || format!("tier {} x{}/{} of {base}: {bonus} extra points, {n} credited", lvl.name, lvl.num, lvl.den));
+                }
+            }
+        }
+        // Qualification (TL-1, TL-5): points earned by this member, or spend, this month.
+        let earned: i64 = run.awards.iter().filter(|a| a.member == m.id).map(|a| a.points).sum();
+        let spend = if t.counts_as_spend(&ev.kind) { ev.amount } else { 0 };
+        let month = run.e.month;
+        run.st.qualify(month, earned, spend, t.window_months);
+        if !run.st.tier_override {
+            let total = run.st.qualifying(t.basis, month, t.window_months);
+            let level = t.level_for(total);
+            let current = t.rank(&m.tier);
+            if current.is_none_or(|c| level > c) && t.levels[level].name != m.tier {
+                tier_change = Some((m.tier.clone(), t.levels[level].name.clone()));
+            }
+        }
+    }
+    // Member facts later events depend on (ER-15).
+    if ev.kind == "signup" && run.st.referrer.is_none() && run.st.purchases == 0 {
+        if let Some(r) = ev.attr("referrer") {
+            run.st.referrer = Some(r.to_string());
+        }
+    }
+    if ev.kind == "purchase" {
+        run.st.purchases = run.st.purchases.saturating_add(1);
+    }
+    if explain {
+        for (id, v) in &c.disabled {
+            run.notes.push(Note { rule: id.clone(), version: *v, fired: false, points: 0, reason: "disabled".into() });
+        }
+    }
+    Evaluation { awards: run.awards, notes: run.notes, tier_change, state: run.st }
+}

@@ -1,0 +1,83 @@
+//! Per-member rule state (cap counters, check-in streak, referral, tier qualification, groups):
+//! one record per member in the `rule_state` database, cached by the writer and written back
+//! once per group commit.
+use serde::{Deserialize, Serialize};
+
+use super::model::{TierBasis, Window};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Counter {
+    /// scope: a rule id, or "*" for the programme's caps
+    pub s: String,
+    pub w: Window,
+    /// window index (local day, month index, year; 0 for lifetime)
+    pub i: i64,
+    pub n: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberState {
+    #[serde(default)]
+    pub v: u8,
+    /// cap counters of the current windows
+    #[serde(default)]
+    pub c: Vec<Counter>,
+    #[serde(default)]
+    pub purchases: u32,
+    #[serde(default)]
+    pub referrer: Option<String>,
+    #[serde(default)]
+    pub referral_paid: bool,
+    #[serde(default)]
+    pub streak: u32,
+    /// local day index of the last check-in
+    #[serde(default)]
+    pub last_checkin: Option<i64>,
+    /// tier qualification per month: (month index, points earned, spend)
+    #[serde(default)]
+    pub q: Vec<(i64, i64, i64)>,
+    /// the tier was set by an operator: automatic evaluation leaves it alone (TL-4)
+    #[serde(default)]
+    pub tier_override: bool,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl MemberState {
+    pub fn used(&self, scope: &str, w: Window, idx: i64) -> i64 {
+        self.c.iter().find(|c| c.w == w && c.s == scope && c.i == idx).map_or(0, |c| c.n)
+    }
+
+    pub fn add(&mut self, scope: &str, w: Window, idx: i64, n: i64) {
+        match self.c.iter_mut().find(|c| c.w == w && c.s == scope) {
+            Some(c) if c.i == idx => c.n += n,
+            Some(c) => {
+                c.i = idx;
+                c.n = n;
+            }
+            None => self.c.push(Counter { s: scope.to_string(), w, i: idx, n }),
+        }
+    }
+
+    pub fn qualify(&mut self, month: i64, points: i64, spend: i64, window: u32) {
+        self.q.retain(|(m, _, _)| *m > month - window as i64);
+        if points == 0 && spend == 0 {
+            return;
+        }
+        match self.q.iter_mut().find(|(m, _, _)| *m == month) {
+            Some(b) => {
+                b.1 += points;
+                b.2 += spend;
+            }
+            None => self.q.push((month, points, spend)),
+        }
+    }
+
+    pub fn qualifying(&self, basis: TierBasis, month: i64, window: u32) -> i64 {
+        self.q
+            .iter()
+            .filter(|(m, _, _)| *m > month - window as i64 && *m <= month)
+            .map(|(_, p, s)| if basis == TierBasis::Points { *p } else { *s })
+            .sum()
+    }
+}
