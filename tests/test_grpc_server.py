@@ -37,18 +37,6 @@ def test_health_and_every_service_serving(server: Server) -> None:
         assert h.Check(health_pb2.HealthCheckRequest(service=name)).status == health_pb2.HealthCheckResponse.SERVING
 
 
-def test_rule_service_is_declared_but_not_served_yet(admin: Client) -> None:
-    """rules.proto is the contract for issue #3; its servicer lives on the rules branch, so this
-    server answers UNIMPLEMENTED (said plainly, not a stub that pretends)."""
-    from pypoints.v1 import rules_pb2 as R
-    from pypoints.v1 import rules_pb2_grpc
-
-    stub = rules_pb2_grpc.RuleServiceStub(admin.channel)
-    with pytest.raises(grpc.RpcError) as ei:
-        stub.Earn(R.EarnRequest(event=R.EarnEvent(request_id="e1", kind="purchase", member_id="m1")), metadata=admin.md, timeout=5)
-    assert ei.value.code() == S.UNIMPLEMENTED  # type: ignore[attr-defined]
-
-
 def test_programme_and_member_methods(admin: Client) -> None:
     """ProgrammeService and MemberService: define, list, create, get, freeze, unfreeze (MA-*, RK-4)."""
     seed(admin)

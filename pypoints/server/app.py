@@ -25,8 +25,9 @@ from pypoints.server.members import MemberServicer
 from pypoints.server.metrics import Metrics
 from pypoints.server.otp import LogFileSender, Otp, Sender, WebhookSender, load_key
 from pypoints.server.programmes import ProgrammeServicer
+from pypoints.server.rules import RuleServicer
 from pypoints.v1 import (batch_pb2, batch_pb2_grpc, ledger_pb2, ledger_pb2_grpc, members_pb2,
-                         members_pb2_grpc, programmes_pb2, programmes_pb2_grpc)
+                         members_pb2_grpc, programmes_pb2, programmes_pb2_grpc, rules_pb2, rules_pb2_grpc)
 
 log = logging.getLogger("pypoints.server")
 
@@ -35,6 +36,7 @@ SERVICES = {
     "pypoints.v1.ProgrammeService": (programmes_pb2, programmes_pb2_grpc.add_ProgrammeServiceServicer_to_server, ProgrammeServicer),
     "pypoints.v1.LedgerService": (ledger_pb2, ledger_pb2_grpc.add_LedgerServiceServicer_to_server, LedgerServicer),
     "pypoints.v1.BatchService": (batch_pb2, batch_pb2_grpc.add_BatchServiceServicer_to_server, BatchServicer),
+    "pypoints.v1.RuleService": (rules_pb2, rules_pb2_grpc.add_RuleServiceServicer_to_server, RuleServicer),
 }
 
 

@@ -200,6 +200,8 @@ class Auth:
 
     def _members_of(self, action: str, req: Any, app: App) -> list[str]:
         """The members a scoped call touches."""
+        if action in ("rules.earn", "rules.dry_run"):
+            return [req.event.member_id]
         if action in ("members.create", "members.find"):
             return []  # create: the request's org is checked; find: results are filtered
         if action == "ledger.transfer":

@@ -210,8 +210,22 @@ class Cut(_message.Message):
     points: int
     def __init__(self, rule_id: _Optional[str] = ..., by: _Optional[str] = ..., points: _Optional[int] = ...) -> None: ...
 
+class RuleNote(_message.Message):
+    __slots__ = ("rule_id", "rule_version", "fired", "points", "reason")
+    RULE_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FIRED_FIELD_NUMBER: _ClassVar[int]
+    POINTS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    rule_id: str
+    rule_version: int
+    fired: bool
+    points: int
+    reason: str
+    def __init__(self, rule_id: _Optional[str] = ..., rule_version: _Optional[int] = ..., fired: _Optional[bool] = ..., points: _Optional[int] = ..., reason: _Optional[str] = ...) -> None: ...
+
 class EarnResponse(_message.Message):
-    __slots__ = ("request_id", "seq", "points", "lots", "cuts", "zero", "tier_from", "tier_to", "replayed")
+    __slots__ = ("request_id", "seq", "points", "lots", "cuts", "zero", "tier_from", "tier_to", "replayed", "notes")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     POINTS_FIELD_NUMBER: _ClassVar[int]
@@ -221,6 +235,7 @@ class EarnResponse(_message.Message):
     TIER_FROM_FIELD_NUMBER: _ClassVar[int]
     TIER_TO_FIELD_NUMBER: _ClassVar[int]
     REPLAYED_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
     request_id: str
     seq: int
     points: int
@@ -230,4 +245,5 @@ class EarnResponse(_message.Message):
     tier_from: str
     tier_to: str
     replayed: bool
-    def __init__(self, request_id: _Optional[str] = ..., seq: _Optional[int] = ..., points: _Optional[int] = ..., lots: _Optional[_Iterable[_Union[EarnedLot, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., zero: _Optional[_Iterable[str]] = ..., tier_from: _Optional[str] = ..., tier_to: _Optional[str] = ..., replayed: _Optional[bool] = ...) -> None: ...
+    notes: _containers.RepeatedCompositeFieldContainer[RuleNote]
+    def __init__(self, request_id: _Optional[str] = ..., seq: _Optional[int] = ..., points: _Optional[int] = ..., lots: _Optional[_Iterable[_Union[EarnedLot, _Mapping]]] = ..., cuts: _Optional[_Iterable[_Union[Cut, _Mapping]]] = ..., zero: _Optional[_Iterable[str]] = ..., tier_from: _Optional[str] = ..., tier_to: _Optional[str] = ..., replayed: _Optional[bool] = ..., notes: _Optional[_Iterable[_Union[RuleNote, _Mapping]]] = ...) -> None: ...
