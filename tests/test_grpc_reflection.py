@@ -23,7 +23,7 @@ def test_reflection_lists_services_and_drives_a_call(tmp_path: Path, clock: Fake
         db = ProtoReflectionDescriptorDatabase(channel)
         services = set(db.get_services())
         assert {"pypoints.v1.MemberService", "pypoints.v1.LedgerService", "pypoints.v1.BatchService",
-                "pypoints.v1.ProgrammeService", "grpc.health.v1.Health",
+                "pypoints.v1.ProgrammeService", "pypoints.v1.RuleService", "grpc.health.v1.Health",
                 "grpc.reflection.v1alpha.ServerReflection"} <= services
         pool = descriptor_pool.DescriptorPool(db)
         svc = pool.FindServiceByName("pypoints.v1.ProgrammeService")
