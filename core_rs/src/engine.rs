@@ -93,6 +93,11 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Submissions waiting for the writer right now (at most QUEUE_DEPTH_MAX); for metrics.
+    pub fn queue_depth(&self) -> usize {
+        self.queue.lock().unwrap().as_ref().map_or(0, |q| q.len())
+    }
+
     pub fn is_open(&self) -> bool {
         self.queue.lock().unwrap().is_some()
     }

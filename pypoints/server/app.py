@@ -63,7 +63,7 @@ class App:
         self.config = config
         self.ledger = ledger if ledger is not None else Ledger(config.data_dir, clock=clock)
         self.auth = Auth(TokenStore(config.data_dir))
-        self.metrics = Metrics(self.ledger.writer_stats)
+        self.metrics = Metrics(self.ledger.writer_stats, self.ledger.engine.queue_depth)
         if otp_sender is None:
             otp_sender = (WebhookSender(config.otp_webhook) if config.otp_webhook
                           else LogFileSender(Path(config.data_dir) / "otp-outbox.log"))

@@ -15,8 +15,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5
 
 
 class WriterCollector(Collector):
-    def __init__(self, stats: Callable[[], dict[str, int]]) -> None:
-        self.stats = stats
+    def __init__(self, stats: Callable[[], dict[str, int]], queue_depth: Callable[[], int] | None = None) -> None:
+        self.stats, self.queue_depth = stats, queue_depth
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         try:
@@ -29,13 +29,17 @@ class WriterCollector(Collector):
         for phase in ("apply", "flush", "commit"):
             yield CounterMetricFamily(f"pypoints_writer_{phase}_seconds", f"Writer time in {phase}",
                                       value=s[f"{phase}_ns"] / 1e9)
+        if self.queue_depth is not None:
+            yield GaugeMetricFamily("pypoints_writer_queue_depth", "Submissions waiting for the core writer",
+                                    value=self.queue_depth())
         groups = s["groups"] or 1
         yield GaugeMetricFamily("pypoints_writer_commit_batch_size_mean",
                                 "Mean commands per group commit since start", value=s["commands"] / groups)
 
 
 class Metrics:
-    def __init__(self, writer_stats: Callable[[], dict[str, int]] | None = None) -> None:
+    def __init__(self, writer_stats: Callable[[], dict[str, int]] | None = None,
+                 queue_depth: Callable[[], int] | None = None) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter("pypoints_grpc_requests", "RPCs by method and outcome reason",
@@ -46,7 +50,7 @@ class Metrics:
                                "front of the core writer)", registry=r)
         self.batch_ops = Counter("pypoints_batch_commands", "Commands received through SubmitBatches", registry=r)
         if writer_stats is not None:
-            r.register(WriterCollector(writer_stats))
+            r.register(WriterCollector(writer_stats, queue_depth))
         self.http = None
 
     def observe(self, method: str, reason: str, seconds: float) -> None:

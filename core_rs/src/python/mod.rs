@@ -411,6 +411,11 @@ impl Engine {
         detached(py, move || e.store.outbox_delete(&keys))
     }
 
+    /// Submissions waiting for the writer right now (the bounded queue's depth).
+    fn queue_depth(&self, py: Python<'_>) -> PyResult<usize> {
+        Ok(self.engine(py)?.queue_depth())
+    }
+
     /// The writer's counters since the engine opened: groups, commands, apply/flush/commit ns,
     /// checkpoints.
     fn stats(&self, py: Python<'_>) -> PyResult<std::collections::HashMap<&'static str, u64>> {
