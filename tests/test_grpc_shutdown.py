@@ -170,3 +170,17 @@ def test_serve_demo_seeds_and_prints_an_admin_token(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=60) == 0
+
+
+def test_a_server_that_cannot_bind_leaves_the_store_closed(tmp_path: Path) -> None:
+    from pypoints.server import App, ServerConfig
+
+    first = App(ServerConfig(data_dir=tmp_path / "a", port=0)).start()
+    try:
+        led = pp.Ledger(tmp_path / "b")
+        with pytest.raises(Exception):
+            App(ServerConfig(data_dir=tmp_path / "b", port=first.port), ledger=led)
+        with pytest.raises(pp.LedgerClosed):  # the failed server closed its ledger
+            led.balances("m1")
+    finally:
+        first.stop(grace=1)

@@ -62,6 +62,13 @@ class App:
                  otp_sender: Sender | None = None, deliver_otp: bool = True) -> None:
         self.config = config
         self.ledger = ledger if ledger is not None else Ledger(config.data_dir, clock=clock)
+        try:
+            self._assemble(config, otp_sender, deliver_otp)
+        except BaseException:
+            self.ledger.close()  # a server that cannot start leaves the store closed
+            raise
+
+    def _assemble(self, config: ServerConfig, otp_sender: Sender | None, deliver_otp: bool) -> None:
         self.auth = Auth(TokenStore(config.data_dir))
         self.metrics = Metrics(self.ledger.writer_stats, self.ledger.engine.queue_depth)
         if otp_sender is None:
