@@ -127,6 +127,14 @@ def test_ttl_expiry_refuses_even_the_right_code(otp_server: tuple[App, Client, P
     expect_error(capture, c, "cap", "h1", phone.code(), code=S.FAILED_PRECONDITION, reason="HOLD_EXPIRED")
 
 
+def test_undelivered_code_of_a_lapsed_hold_is_dropped(otp_server: tuple[App, Client, Phone], clock: FakeClock) -> None:
+    app, c, phone = otp_server
+    hold(c, "h1", ttl_ms=60_000)
+    clock.advance(60_000)
+    assert app.otp.deliver_once() == 1 and phone.sent == []
+    assert app.ledger.engine.outbox_peek(10) == []
+
+
 def test_codes_are_stored_hashed(otp_server: tuple[App, Client, Phone]) -> None:
     app, c, phone = otp_server
     hold(c, "h1")

@@ -89,6 +89,9 @@ def test_operator_by_organisation_subtree(seeded: Server) -> None:
     assert o.call(o.members, "CreateMember", M.CreateMemberRequest(request_id="o.3", member_id="m4", programme="p",
                                                                    org=ORG_A)).member.member_id == "m4"
     assert o.call(o.ledger, "Capture", L.CaptureRequest(request_id="o.cap", hold_id="hold.shop")).receipt.amount == 10
+    assert o.call(o.programmes, "ListPointTypes", P.ListPointTypesRequest(programme="p")).point_types
+    seeded.app.ledger.transfer("t.out", "m1", "m3", "general", 2)  # across the scope boundary
+    denied(seeded, o.call, o.ledger, "Reverse", L.ReverseRequest(request_id="o.rev", target_id="t.out"))
     denied(seeded, o.call, o.ledger, "Credit", credit("m3", "o.4"))
     denied(seeded, o.call, o.ledger, "GetBalances", L.GetBalancesRequest(member_id="m3"))
     denied(seeded, o.call, o.ledger, "Transfer", L.TransferRequest(request_id="o.5", from_member_id="m1", to_member_id="m3",

@@ -215,8 +215,10 @@ class Auth:
             cmd = self._command_of(app, req.target_id)
             if cmd.get("op") == "capture":
                 cmd = self._command_of(app, cmd.get("hold", ""))
-            return [cmd["member"]] if "member" in cmd else []
-        return [req.member_id]
+            # credit/redeem/hold/convert name a member; a transfer names both sides
+            return [m for m in (cmd.get("member"), cmd.get("from"), cmd.get("to")) if isinstance(m, str)]
+        member = getattr(req, "member_id", None)
+        return [member] if member else []
 
     @staticmethod
     def _command_of(app: App, id: str) -> dict[str, Any]:

@@ -167,8 +167,12 @@ class Otp:
         engine = self.app.ledger.engine
         done: list[bytes] = []
         try:
+            now = self.app.ledger.clock()
             for key, raw in engine.outbox_peek(limit):
                 m = msgpack.unpackb(raw, raw=False)
+                if m["expires_at"] <= now:  # the hold lapsed before delivery: drop, do not send
+                    done.append(key)
+                    continue
                 code = self.unseal(m["hold"], m["sealed"])
                 text = f"pypoints: your one-time code is {code} (hold {m['hold']})"
                 try:
