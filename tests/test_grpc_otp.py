@@ -178,7 +178,8 @@ def test_log_file_sender_is_the_default_and_the_thread_delivers(tmp_path: Path, 
         app.stop(grace=1)
 
 
-def test_webhook_sender_posts_json() -> None:
+def test_webhook_sender_posts_json(tmp_path: Path, clock: FakeClock) -> None:
+    """--otp-webhook: the server's outbox sender POSTs each code as JSON."""
     got: list[dict[str, Any]] = []
 
     class H(http.server.BaseHTTPRequestHandler):
@@ -192,8 +193,35 @@ def test_webhook_sender_posts_json() -> None:
 
     srv = http.server.HTTPServer(("127.0.0.1", 0), H)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
+    data = tmp_path / "data"
+    token, _ = TokenStore(data).create("admin")
+    app = App(ServerConfig(data_dir=data, port=0, workers=4, otp_webhook=f"http://127.0.0.1:{srv.server_port}/otp"),
+              clock=clock, deliver_otp=False).start()
     try:
-        WebhookSender(f"http://127.0.0.1:{srv.server_port}/otp").send("138", "code 123456", {"hold": "h", "member": "m"})
+        assert isinstance(app.otp.sender, WebhookSender)
+        c = Client(grpc.insecure_channel(f"127.0.0.1:{app.port}"), token)
+        seed(c)
+        c.call(c.ledger, "Credit", L.CreditRequest(request_id="c1", member_id="m1", point_type="general", amount=10))
+        hold(c, "h1", amount=5)
+        assert app.otp.deliver_once() == 1
     finally:
+        app.stop(grace=1)
         srv.shutdown()
-    assert got == [{"phone": "138", "text": "code 123456", "hold": "h", "member": "m"}]
+    assert [(g["phone"], g["hold"], g["member"]) for g in got] == [("13800000000", "h1", "m1")]
+    assert CODE.search(got[0]["text"])
+
+
+def test_failed_delivery_keeps_the_code_in_the_outbox(otp_server: tuple[App, Client, Phone]) -> None:
+    """At-least-once: a sender that fails leaves the notification for the next round."""
+    app, c, phone = otp_server
+
+    class Down:
+        def send(self, phone: str, text: str, message: dict[str, Any]) -> None:
+            raise OSError("gateway down")
+
+    hold(c, "h1")
+    app.otp.sender = Down()
+    assert app.otp.deliver_once() == 0
+    assert len(app.ledger.engine.outbox_peek(10)) == 1
+    app.otp.sender = phone
+    assert app.otp.deliver_once() == 1 and phone.sent
