@@ -691,11 +691,12 @@ fn arb_rule(i: usize) -> impl Strategy<Value = Rule> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 48, .. ProptestConfig::default() })]
     #[test]
     fn prop_posted_credits_equal_dry_run_and_audit_passes(
         rules in (1usize..6).prop_flat_map(|n| (0..n).map(arb_rule).collect::<Vec<_>>()),
-        events in prop::collection::vec((0usize..3, prop::sample::select(vec!["purchase", "checkin"]), 0i64..20_000, prop::sample::select(vec!["pos", "app", "web"]), 0i64..(3 * 24 * 60)), 1..25),
+        // m3 is a merchant no rule names: only rules without a merchant condition can fire there.
+        events in prop::collection::vec((0usize..3, prop::sample::select(vec!["purchase", "checkin"]), 0i64..20_000, prop::sample::select(vec!["pos", "app", "web"]), 0i64..(3 * 24 * 60), prop::sample::select(vec!["m1", "m2", "m3"])), 1..25),
         budget in 100i64..2_000,
     ) {
         let fx = fx();
@@ -706,9 +707,9 @@ proptest! {
         }
         let members = ["a", "b", "c"];
         let mut at = t0();
-        for (k, (m, kind, amount, channel, minutes)) in events.into_iter().enumerate() {
+        for (k, (m, kind, amount, channel, minutes, merchant)) in events.into_iter().enumerate() {
             at += minutes * MINUTE;
-            let e = Event { channel: channel.into(), merchant: "m1".into(), ..ev(kind, members[m], amount) };
+            let e = Event { channel: channel.into(), merchant: merchant.into(), ..ev(kind, members[m], amount) };
             let d = dry(&fx, at, &e);
             let id = format!("e{k}");
             let rc = fx.run_id(&id, at, earn(e)).unwrap();

@@ -56,6 +56,14 @@ pub struct Compiled {
     syms: FxHashMap<Box<str>, u32>,
     by_kind: FxHashMap<u32, Box<[u32]>>,
     any_kind: Box<[u32]>,
+    /// Rules that can only fire for certain merchants (their condition requires a merchant set
+    /// at the top level): per (kind, merchant), that kind's candidates minus the rules that
+    /// require other merchants. Posting evaluates only these; a dry run, which explains every
+    /// rule, walks the whole kind list. Programmes write per-merchant rules, so this turns 100
+    /// condition checks per event into a handful.
+    by_kind_merchant: FxHashMap<(u32, u32), Box<[u32]>>,
+    /// per kind: the candidates that require no merchant (events at merchants no rule names)
+    by_kind_open: FxHashMap<u32, Box<[u32]>>,
     pub tz_ms: i64,
 }
 
@@ -282,8 +290,22 @@ impl Compiled {
                 (k, v.into_boxed_slice())
             })
             .collect();
+        let (by_kind_merchant, by_kind_open) = merchant_index(&active, &by_kind);
         let tz_ms = policy.tz_offset_min as i64 * 60_000;
-        Compiled { programme: programme.to_string(), policy, tiers, campaigns, rules: active, disabled, syms, by_kind, any_kind: any_kind.into_boxed_slice(), tz_ms }
+        Compiled {
+            programme: programme.to_string(),
+            policy,
+            tiers,
+            campaigns,
+            rules: active,
+            disabled,
+            syms,
+            by_kind,
+            any_kind: any_kind.into_boxed_slice(),
+            by_kind_merchant,
+            by_kind_open,
+            tz_ms,
+        }
     }
 
     #[inline]
@@ -297,6 +319,18 @@ impl Compiled {
     /// Rule indexes (in evaluation order) that apply to an event kind.
     pub fn candidates(&self, kind: u32) -> &[u32] {
         self.by_kind.get(&kind).map(|v| &v[..]).unwrap_or(&self.any_kind)
+    }
+
+    /// The candidates of an event kind that can fire at this merchant (a subsequence of
+    /// `candidates(kind)`: the rules left out require another merchant and cannot fire).
+    pub fn candidates_at(&self, kind: u32, merchant: u32) -> &[u32] {
+        if let Some(v) = self.by_kind_merchant.get(&(kind, merchant)) {
+            return v;
+        }
+        match self.by_kind_open.get(&kind) {
+            Some(v) => v,
+            None => self.candidates(kind),
+        }
     }
 
     pub fn prepare(&self, at: Ms, ev: &Event, m: &Member, groups: &[String], purchases: u32) -> Prepared {
@@ -360,4 +394,33 @@ mod tests {
         assert_eq!((wd, md, minute, year), (6, 11, 30, 2024));
         assert_eq!(month, 2024 * 12 + 4);
     }
+}
+
+/// The merchants a condition requires, when it requires one at the top level (a merchant set,
+/// or an `all` with one among its parts); None when it can fire anywhere.
+fn required_merchants(c: &CCond) -> Option<&[u32]> {
+    match c {
+        CCond::Merchant(s) => Some(s),
+        CCond::All(parts) => parts.iter().find_map(required_merchants),
+        _ => None,
+    }
+}
+
+type MerchantIndex = (FxHashMap<(u32, u32), Box<[u32]>>, FxHashMap<u32, Box<[u32]>>);
+
+fn merchant_index(rules: &[CRule], by_kind: &FxHashMap<u32, Box<[u32]>>) -> MerchantIndex {
+    let mut at: FxHashMap<(u32, u32), Box<[u32]>> = FxHashMap::default();
+    let mut open: FxHashMap<u32, Box<[u32]>> = FxHashMap::default();
+    for (&kind, list) in by_kind {
+        let req = |i: u32| rules[i as usize].cond.as_ref().and_then(required_merchants);
+        let mut merchants: Vec<u32> = list.iter().filter_map(|&i| req(i)).flatten().copied().collect();
+        merchants.sort_unstable();
+        merchants.dedup();
+        for mch in merchants {
+            let v: Vec<u32> = list.iter().copied().filter(|&i| req(i).is_none_or(|s| s.contains(&mch))).collect();
+            at.insert((kind, mch), v.into_boxed_slice());
+        }
+        open.insert(kind, list.iter().copied().filter(|&i| req(i).is_none()).collect());
+    }
+    (at, open)
 }

@@ -207,7 +207,10 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
     let mut multipliers: Vec<usize> = vec![];
     let mut checked_in = false;
     let mut referral_paid = false;
-    for &i in c.candidates(kind) {
+    // Posting only looks at the rules that can fire at the event's merchant; a dry run explains
+    // every rule of the kind (the others fail their merchant condition, with no side effect).
+    let candidates = if explain { c.candidates(kind) } else { c.candidates_at(kind, run.e.merchant) };
+    for &i in candidates {
         let cr = &c.rules[i as usize];
         let r = &cr.rule;
         if let Some((a, b)) = cr.window {
