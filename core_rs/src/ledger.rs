@@ -37,6 +37,8 @@ pub struct Ledger {
     /// Every recorded command id (a Bloom filter): most ids are new, and this proves it
     /// without an LMDB lookup.
     idem: IdemFilter,
+    /// the keys in the state log, so a cache miss on a key it lacks skips the log search
+    logged: LoggedKeys,
     /// `state_log` records and the account states in them since the last checkpoint.
     log_groups: usize,
     log_entries: usize,
@@ -117,6 +119,7 @@ impl Ledger {
             next_lot: 0,
             accounts: RefCell::default(),
             accounts_dirty: Vec::new(),
+            logged: LoggedKeys::default(),
             log_groups: 0,
             log_entries: 0,
             members: RefCell::default(),
@@ -153,10 +156,14 @@ impl Ledger {
         self.next_lot = get::<Head>(&self.store.meta, &txn, HEAD_KEY)?.map_or(0, |h| h.next_lot);
         self.log_groups = 0;
         self.log_entries = 0;
+        self.logged.clear();
         for item in self.store.state_log.iter(&txn)? {
             let (_, blob) = item?;
             self.log_groups += 1;
-            self.log_entries += StateLogBlob::len(blob)?;
+            for (k, _) in StateLogBlob::entries(blob)? {
+                self.log_entries += 1;
+                self.logged.insert_tagged(k);
+            }
         }
         Ok(())
     }
@@ -189,11 +196,14 @@ impl Ledger {
         let cache = self.accounts.borrow();
         let mut rows: Vec<(Vec<u8>, Vec<u8>)> = dirty.iter().map(|k| (LogTag::Account.key(k.as_bytes()), encode(&cache[k]))).collect();
         rows.extend(states.into_iter().map(|(m, v)| (LogTag::RuleState.key(m.as_bytes()), v)));
-        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Sorted already: accounts (tag a) then rule states (tag r), each sorted by key.
         let entries: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
         // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
         let key = seq_key(self.next_seq - 1);
         self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &key, &StateLogBlob::encode(&entries))?;
+        for (k, _) in &entries {
+            self.logged.insert_tagged(k);
+        }
         self.log_groups += 1;
         self.log_entries += entries.len();
         Ok(())
@@ -219,6 +229,7 @@ impl Ledger {
             tag.db(&self.store).put(txn, key, v)?;
         }
         self.store.state_log.clear(txn)?;
+        self.logged.clear();
         self.log_groups = 0;
         self.log_entries = 0;
         Ok(())
@@ -310,7 +321,7 @@ impl Ledger {
         let cached = self.accounts.borrow().get(key).cloned();
         let a = match cached {
             Some(a) => a,
-            None => get_account::<Account>(&self.store, txn, key.as_bytes())?
+            None => get_logged_known::<Account>(&self.store, txn, &self.logged, LogTag::Account, key.as_bytes())?
                 .unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() }),
         };
         w.accounts.push((key.to_string(), a));

@@ -337,6 +337,34 @@ pub fn get_logged<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, tag: LogT
     get_logged_bytes(store, txn, tag, key)?.map(decode).transpose()
 }
 
+/// The writer's view: it knows which keys the log holds (`LoggedKeys`), so a key the log does
+/// not have goes straight to its B-tree instead of being searched for in every log record.
+pub fn get_logged_known<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, logged: &LoggedKeys, tag: LogTag, key: &[u8]) -> Result<Option<T>> {
+    if logged.contains(tag, key) {
+        return get_logged(store, txn, tag, key);
+    }
+    get(tag.db(store), txn, key)
+}
+
+/// The tagged keys in the state log since the last checkpoint (kept by the writer, rebuilt from
+/// the log at open).
+#[derive(Default)]
+pub struct LoggedKeys(rustc_hash::FxHashSet<Vec<u8>>);
+
+impl LoggedKeys {
+    pub fn contains(&self, tag: LogTag, key: &[u8]) -> bool {
+        !self.0.is_empty() && self.0.contains(&tag.key(key))
+    }
+    pub fn insert_tagged(&mut self, tagged: &[u8]) {
+        if !self.0.contains(tagged) {
+            self.0.insert(tagged.to_vec());
+        }
+    }
+    pub fn clear(&mut self) {
+        self.0.clear();
+    }
+}
+
 pub fn get_account<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, key: &[u8]) -> Result<Option<T>> {
     get_logged(store, txn, LogTag::Account, key)
 }

@@ -61,7 +61,8 @@ impl Ledger {
         if let Some(s) = self.rules.borrow().states.get(member) {
             return Ok(s.clone());
         }
-        rules::member_state(&self.store, txn, member)
+        let logged = crate::store::get_logged_known(&self.store, txn, &self.logged, crate::store::LogTag::RuleState, member.as_bytes())?;
+        Ok(logged.unwrap_or_default())
     }
 
     fn put_rule_record<T: serde::Serialize>(w: &mut Work, key: Vec<u8>, v: &T, programme: &str) {
