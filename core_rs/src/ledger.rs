@@ -168,7 +168,7 @@ impl Ledger {
         Ok(())
     }
 
-    /// Log the accounts the group changed (one sorted record, appended); call once before
+    /// Log the accounts and rule states the group changed (one sorted record, appended); call once before
     /// committing the group. Checkpoints when the log outgrows its bounds (returns true then).
     pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
         self.log_dirty(txn)?;

@@ -186,14 +186,14 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
     rmp_serde::from_slice(bytes).map_err(|e| LedgerError::Storage(format!("corrupt record: {e}")))
 }
 
-// ----- account states: checkpoint + log -----
+// ----- account and rule states: checkpoint + state log -----
 
 /// One `state_log` record: the states one group commit changed, sorted by key so a reader
 /// binary-searches it in place (zero-copy from the LMDB map). A key is a one-byte tag naming
 /// the database the state is checkpointed into (`LogTag`) followed by its key there. Layout, little-endian:
 /// `u8 version (1) | u32 count | count × (u32 key_offset, u32 value_offset) | u32 end | data`,
 /// where entry i's key runs from its key offset to its value offset, and its value (the
-/// account's msgpack record, exactly as `accounts` stores it) to the next entry's key offset
+/// record's msgpack, exactly as its own database stores it) to the next entry's key offset
 /// (or `end`, the blob's length, which also detects a truncated record).
 pub struct StateLogBlob;
 
@@ -203,7 +203,7 @@ impl StateLogBlob {
 
     /// `entries` must be sorted by key, without duplicates.
     pub fn encode(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
-        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "account log entries sorted and unique");
+        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "state log entries sorted and unique");
         let index = Self::HEADER + 8 * entries.len() + 4;
         let data: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
         let mut out = Vec::with_capacity(index + data);
@@ -220,12 +220,12 @@ impl StateLogBlob {
             out.extend_from_slice(k);
             out.extend_from_slice(v);
         }
-        assert!(out.len() == off && off <= u32::MAX as usize, "account log blob layout");
+        assert!(out.len() == off && off <= u32::MAX as usize, "state log blob layout");
         out
     }
 
     fn corrupt() -> LedgerError {
-        LedgerError::Storage("corrupt account log record".into())
+        LedgerError::Storage("corrupt state log record".into())
     }
 
     pub fn len(blob: &[u8]) -> Result<usize> {

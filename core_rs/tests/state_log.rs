@@ -1,4 +1,4 @@
-//! The account log: each group commit appends the states of the accounts it changed as one
+//! The state log: each group commit appends the states of the accounts it changed as one
 //! sorted record, and a checkpoint merges the log into the `accounts` B-tree. Readers see the
 //! newest state wherever it lives; a crash before a checkpoint loses nothing.
 mod common;
