@@ -42,10 +42,39 @@ pub struct Ledger {
     /// `state_log` records and the account states in them since the last checkpoint.
     log_groups: usize,
     log_entries: usize,
+    /// The rolling merge of the state log into the B-trees, when one is under way.
+    merge: Option<MergeCycle>,
+    /// When rolling merges start and how many group commits they are spread over.
+    pub merge_policy: MergePolicy,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
     members: RefCell<FxHashMap<String, Rc<Member>>>,
     /// Compiled rule sets and write-behind member rule states (rules/apply.rs).
     rules: RefCell<rules_apply::RulesCache>,
+}
+
+/// A rolling merge: the states in the log records up to `upto` (a group's last seq) are
+/// written into their B-trees in key order, `per_step` per group commit, from `from` on; when
+/// the last key is done those records are dropped. Each state merged is the newest the log
+/// holds for its key, so readers, who look in the log first, see no change at any step.
+struct MergeCycle {
+    upto: u64,
+    from: Vec<u8>,
+    per_step: usize,
+}
+
+/// When a rolling merge of the state log starts (log size in states or group records) and over
+/// how many group commits it is spread (`limits::STATE_LOG_MERGE_*`; tests use small ones).
+#[derive(Debug, Clone, Copy)]
+pub struct MergePolicy {
+    pub at_entries: usize,
+    pub at_groups: usize,
+    pub spread_groups: usize,
+}
+
+impl Default for MergePolicy {
+    fn default() -> Self {
+        MergePolicy { at_entries: STATE_LOG_MERGE_AT_ENTRIES, at_groups: STATE_LOG_MERGE_AT_GROUPS, spread_groups: STATE_LOG_MERGE_GROUPS }
+    }
 }
 
 #[derive(Default)]
@@ -122,6 +151,8 @@ impl Ledger {
             logged: LoggedKeys::default(),
             log_groups: 0,
             log_entries: 0,
+            merge: None,
+            merge_policy: MergePolicy::default(),
             members: RefCell::default(),
             rules: RefCell::default(),
         };
@@ -131,7 +162,8 @@ impl Ledger {
 
     /// (Re)load the writer's cached state from the committed store (after open or an abort).
     pub fn reload(&mut self) -> Result<()> {
-        let txn = self.store.read_txn()?;
+        let store = self.store.clone();
+        let txn = store.read_txn()?;
         self.accounts.borrow_mut().clear();
         self.accounts_dirty.clear();
         self.members.borrow_mut().clear();
@@ -154,33 +186,54 @@ impl Ledger {
             }
         }
         self.next_lot = get::<Head>(&self.store.meta, &txn, HEAD_KEY)?.map_or(0, |h| h.next_lot);
+        // A merge under way is not resumed: a new one starts when the log is large again.
+        self.merge = None;
+        self.count_log(&txn, true)?;
+        Ok(())
+    }
+
+    /// Recount the log's records and states; with `keys`, rebuild the set of keys it holds too.
+    fn count_log(&mut self, txn: &heed::RoTxn<'_, heed::WithoutTls>, keys: bool) -> Result<()> {
         self.log_groups = 0;
         self.log_entries = 0;
-        self.logged.clear();
-        for item in self.store.state_log.iter(&txn)? {
-            let (_, blob) = item?;
+        if keys {
+            self.logged.clear();
+        }
+        for item in self.store.state_log.iter(txn)? {
+            let (k, blob) = item?;
             self.log_groups += 1;
-            for (k, _) in StateLogBlob::entries(blob)? {
-                self.log_entries += 1;
-                self.logged.insert_tagged(k);
+            if keys {
+                let record = record_seq(k)?;
+                for (k, _) in StateLogBlob::entries(blob)? {
+                    self.log_entries += 1;
+                    self.logged.insert_tagged(k, record);
+                }
+            } else {
+                self.log_entries += StateLogBlob::len(blob)?;
             }
         }
         Ok(())
     }
 
-    /// Log the accounts and rule states the group changed (one sorted record, appended); call once before
-    /// committing the group. Checkpoints when the log outgrows its bounds (returns true then).
+    /// Log the accounts and rule states the group changed (one sorted record, appended); call
+    /// once before committing the group. Then advance the rolling merge (starting one when the
+    /// log is large), or checkpoint all at once if the log outgrew its hard bounds anyway.
+    /// Returns true when a merge or checkpoint completed (the log lost its oldest records).
     pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
         self.log_dirty(txn)?;
-        let full = self.log_groups > STATE_LOG_GROUPS_MAX || self.log_entries > STATE_LOG_ENTRIES_MAX;
-        if full {
+        let full = if self.log_groups > STATE_LOG_GROUPS_MAX || self.log_entries > STATE_LOG_ENTRIES_MAX {
             self.checkpoint(txn)?;
-        }
+            true
+        } else {
+            let p = self.merge_policy;
+            if self.merge.is_none() && self.log_groups > 0 && (self.log_entries >= p.at_entries || self.log_groups >= p.at_groups) {
+                let per_step = self.logged.len().div_ceil(p.spread_groups.max(1)).max(1);
+                self.merge = Some(MergeCycle { upto: self.next_seq - 1, from: vec![], per_step });
+            }
+            self.merge.is_some() && self.merge_step(txn)?
+        };
         if self.accounts.borrow().len() > ACCOUNT_CACHE_ENTRIES_MAX {
             self.accounts.borrow_mut().clear();
-        }
-        if self.idem.is_full() {
-            self.idem = IdemFilter::load(&self.store, txn)?;
         }
         Ok(full)
     }
@@ -202,11 +255,78 @@ impl Ledger {
         let key = seq_key(self.next_seq - 1);
         self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &key, &StateLogBlob::encode(&entries))?;
         for (k, _) in &entries {
-            self.logged.insert_tagged(k);
+            self.logged.insert_tagged(k, self.next_seq - 1);
         }
         self.log_groups += 1;
         self.log_entries += entries.len();
         Ok(())
+    }
+
+    /// One step of the rolling merge: the next `per_step` keys (in key order, from the cycle's
+    /// cursor) that the cycle's records hold are written into their B-trees with the newest
+    /// state the log holds for them. When no key is left, the cycle's records are dropped.
+    fn merge_step(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
+        let cycle = self.merge.as_ref().expect("a merge is under way");
+        let (upto, per_step) = (cycle.upto, cycle.per_step);
+        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(per_step);
+        let next: Option<Vec<u8>> = {
+            // (record seq, blob, position, length), oldest record first
+            let mut recs = vec![];
+            for item in self.store.state_log.iter(txn)? {
+                let (k, blob) = item?;
+                let seq = record_seq(k)?;
+                recs.push((seq, blob, StateLogBlob::lower_bound(blob, &cycle.from)?, StateLogBlob::len(blob)?));
+            }
+            loop {
+                // the smallest key at the records' cursors
+                let mut least: Option<&[u8]> = None;
+                for (_, blob, pos, n) in &recs {
+                    if pos < n {
+                        let (k, _) = StateLogBlob::entry(blob, *pos, *n)?;
+                        if least.is_none_or(|l| k < l) {
+                            least = Some(k);
+                        }
+                    }
+                }
+                let Some(key) = least else { break None };
+                if rows.len() == per_step {
+                    break Some(key.to_vec());
+                }
+                // newest state of the key; merged only if a record of this cycle holds it
+                let (mut newest, mut in_cycle) = (None, false);
+                for (seq, blob, pos, n) in recs.iter_mut() {
+                    if *pos < *n {
+                        let (k, v) = StateLogBlob::entry(blob, *pos, *n)?;
+                        if k == key {
+                            newest = Some(v);
+                            in_cycle |= *seq <= upto;
+                            *pos += 1;
+                        }
+                    }
+                }
+                if in_cycle {
+                    rows.push((key.to_vec(), newest.expect("the key came from a record").to_vec()));
+                }
+            }
+        };
+        for (k, v) in &rows {
+            let (tag, key) = LogTag::split(k)?;
+            tag.db(&self.store).put(txn, key, v)?;
+        }
+        match next {
+            Some(from) => {
+                self.merge.as_mut().expect("a merge is under way").from = from;
+                Ok(false)
+            }
+            None => {
+                let end = seq_key(upto);
+                self.store.state_log.delete_range(txn, &(std::ops::Bound::Unbounded, std::ops::Bound::Included(&end[..])))?;
+                self.merge = None;
+                self.logged.drop_through(upto);
+                self.count_log(txn, false)?;
+                Ok(true)
+            }
+        }
     }
 
     /// Merge the state log into `accounts` and `rule_state` (the newest state of each record,
@@ -229,6 +349,7 @@ impl Ledger {
             tag.db(&self.store).put(txn, key, v)?;
         }
         self.store.state_log.clear(txn)?;
+        self.merge = None;
         self.logged.clear();
         self.log_groups = 0;
         self.log_entries = 0;
@@ -1053,6 +1174,11 @@ impl Ledger {
         self.idem.insert(env.id.as_bytes());
         Ok(entries)
     }
+}
+
+/// The last seq of the group a `state_log` record belongs to (its key).
+fn record_seq(key: &[u8]) -> Result<u64> {
+    Ok(u64::from_be_bytes(key.try_into().map_err(|_| LedgerError::Storage("corrupt state log key".into()))?))
 }
 
 /// Hash an entry and serialize it once: the entry is encoded without `h` (a 14-field map, 15 with

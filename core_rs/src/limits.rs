@@ -39,13 +39,22 @@ pub const RATE_TERM_MAX: i64 = 1_000_000;
 /// Accounts the writer keeps decoded between group commits before it starts over.
 pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
 /// Group commits logged (`state_log`) before the writer checkpoints accounts into their
-/// B-tree; a reader looks an account up in at most this many log records.
+/// B-tree all at once; a reader looks an account up in at most this many log records.
 pub const STATE_LOG_GROUPS_MAX: usize = 64;
-/// Account states in the log before a checkpoint (bounds the log and the checkpoint's memory).
-pub const STATE_LOG_ENTRIES_MAX: usize = 500_000;
+/// States in the log before a full checkpoint (bounds the log and the checkpoint's memory).
+/// The rolling merge below normally keeps the log well under both bounds.
+pub const STATE_LOG_ENTRIES_MAX: usize = 4_000_000;
+/// A rolling merge starts when the log holds this many states (or groups): the states logged
+/// so far are merged into their B-trees in key order, a slice per group commit, over
+/// STATE_LOG_MERGE_GROUPS commits; then the merged records are dropped. Large so that a
+/// B-tree page absorbs many updates per rewrite (1M states over 1M accounts rewrite each
+/// page once instead of ~6 times at 100k), spread so no commit stalls on a whole checkpoint.
+pub const STATE_LOG_MERGE_AT_ENTRIES: usize = 1_000_000;
+pub const STATE_LOG_MERGE_AT_GROUPS: usize = 32;
+pub const STATE_LOG_MERGE_GROUPS: usize = 16;
 /// The writer's in-memory filter of recorded command ids (`idem_filter.rs`): bits per id
 /// (~1% false positives) and the smallest filter (2 MiB). It is sized for twice the ids in the
-/// store at open (10 M ids: 32 MiB) and rebuilt at double size when full.
+/// store at open (10 M ids: 32 MiB) and grows by a layer of twice the size when full.
 pub const IDEM_FILTER_BITS_PER_ID: u64 = 10;
 pub const IDEM_FILTER_BITS_MIN: u64 = 1 << 24;
 /// LMDB environment sizing.

@@ -266,6 +266,21 @@ impl StateLogBlob {
         Ok(None)
     }
 
+    /// The index of the first entry whose key is not below `key` (`len` if none).
+    pub fn lower_bound(blob: &[u8], key: &[u8]) -> Result<usize> {
+        let n = Self::len(blob)?;
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if Self::entry(blob, mid, n)?.0 < key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo)
+    }
+
     /// Every entry, in key order; checks the layout.
     pub fn entries(blob: &[u8]) -> Result<Vec<(&[u8], &[u8])>> {
         let n = Self::len(blob)?;
@@ -346,22 +361,36 @@ pub fn get_logged_known<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, log
     get(tag.db(store), txn, key)
 }
 
-/// The tagged keys in the state log since the last checkpoint (kept by the writer, rebuilt from
-/// the log at open).
+/// The tagged keys in the state log, each with the newest group record (its last seq) that
+/// holds it (kept by the writer, rebuilt from the log at open).
 #[derive(Default)]
-pub struct LoggedKeys(rustc_hash::FxHashSet<Vec<u8>>);
+pub struct LoggedKeys(rustc_hash::FxHashMap<Vec<u8>, u64>);
 
 impl LoggedKeys {
     pub fn contains(&self, tag: LogTag, key: &[u8]) -> bool {
-        !self.0.is_empty() && self.0.contains(&tag.key(key))
+        !self.0.is_empty() && self.0.contains_key(&tag.key(key))
     }
-    pub fn insert_tagged(&mut self, tagged: &[u8]) {
-        if !self.0.contains(tagged) {
-            self.0.insert(tagged.to_vec());
+    /// `tagged` is in the record of the group whose last seq is `record`.
+    pub fn insert_tagged(&mut self, tagged: &[u8], record: u64) {
+        match self.0.get_mut(tagged) {
+            Some(r) => *r = (*r).max(record),
+            None => {
+                self.0.insert(tagged.to_vec(), record);
+            }
         }
+    }
+    /// Forget the keys no record after `record` holds (the records up to it were dropped).
+    pub fn drop_through(&mut self, record: u64) {
+        self.0.retain(|_, r| *r > record);
     }
     pub fn clear(&mut self) {
         self.0.clear();
+    }
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
