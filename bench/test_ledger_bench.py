@@ -21,6 +21,11 @@ def test_pypoints_mixed_batch(benchmark, pypoints_store, n):
     harness.batch(benchmark, pypoints_store, "mixed", n)
 
 
+def test_pypoints_sustained_credit(benchmark, pypoints_store):
+    # SQLite has no background work to amortise (its mean is its median): pypoints only.
+    harness.sustained(benchmark, pypoints_store, 50_000)
+
+
 def test_pypoints_single_credit_latency(benchmark, pypoints_store):
     harness.single(benchmark, pypoints_store)
 

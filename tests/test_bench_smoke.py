@@ -37,6 +37,7 @@ def run_every_workload(store: harness.Store, n: int) -> None:
         harness.batch(OneShot(), store, kind, n)
     harness.batch(OneShot(), store, "mixed", n)  # second mixed batch: captures and refunds
     harness.single(OneShot(), store)
+    harness.sustained(OneShot(), store, n)
     for threads, _, batches in harness.THREADED:
         harness.threaded(OneShot(), store, threads, 50, min(batches, 2))
 
