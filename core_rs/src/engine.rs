@@ -8,11 +8,11 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 
 use crate::command::{Envelope, Receipt};
 use crate::error::{LedgerError, Result};
-use crate::ledger::Ledger;
+use crate::ledger::{Ledger, MergePolicy};
 use crate::limits::*;
 use crate::store::{Durability, Store};
 
@@ -71,6 +71,11 @@ fn registry() -> &'static Mutex<HashMap<PathBuf, Weak<Engine>>> {
 
 impl Engine {
     pub fn open(path: &Path, map_size: usize, durability: Durability) -> Result<Arc<Engine>> {
+        Engine::open_with(path, map_size, durability, MergePolicy::default())
+    }
+
+    /// `open` with a state-log merge policy of one's own (tests use small ones).
+    pub fn open_with(path: &Path, map_size: usize, durability: Durability, merge_policy: MergePolicy) -> Result<Arc<Engine>> {
         std::fs::create_dir_all(path).map_err(|e| LedgerError::Storage(format!("{}: {e}", path.display())))?;
         let canon = path.canonicalize().map_err(|e| LedgerError::Storage(e.to_string()))?;
         let mut reg = registry().lock().unwrap();
@@ -80,7 +85,8 @@ impl Engine {
             }
         }
         let store = Store::open(&canon, map_size, durability)?;
-        let ledger = Ledger::open(store.clone())?;
+        let mut ledger = Ledger::open(store.clone())?;
+        ledger.merge_policy = merge_policy;
         let (tx, rx) = bounded::<Submission>(QUEUE_DEPTH_MAX);
         let stats = Arc::new(WriterStats::default());
         let st = stats.clone();
@@ -149,7 +155,20 @@ impl Drop for Engine {
 }
 
 fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats) {
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = match rx.try_recv() {
+            Ok(s) => s,
+            // Nothing waits: a good moment for a small slice of a rolling merge.
+            Err(TryRecvError::Empty) if ledger.merge_pending() => {
+                merge_idle(&mut ledger, stats);
+                continue;
+            }
+            Err(TryRecvError::Empty) => match rx.recv() {
+                Ok(s) => s,
+                Err(_) => break,
+            },
+            Err(TryRecvError::Disconnected) => break,
+        };
         let mut n = first.cmds.len();
         let mut group = vec![first];
         while n < GROUP_COMMIT_COMMANDS_MAX {
@@ -170,6 +189,25 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
     }
     // Closing: checkpoint so a cleanly closed store holds every account in `accounts`.
     let _ = checkpoint(&mut ledger);
+}
+
+fn merge_idle(ledger: &mut Ledger, stats: &WriterStats) {
+    let t0 = Instant::now();
+    let env = ledger.store.env.clone();
+    let mut step = || -> Result<bool> {
+        let mut txn = env.write_txn()?;
+        let done = ledger.merge_idle(&mut txn)?;
+        txn.commit()?;
+        Ok(done)
+    };
+    match step() {
+        Ok(done) => WriterStats::add(&stats.checkpoints, done as u64),
+        // The merge is abandoned (reload); a new one starts when the log is large again.
+        Err(_) => {
+            let _ = ledger.reload();
+        }
+    }
+    WriterStats::add(&stats.flush_ns, t0.elapsed().as_nanos() as u64);
 }
 
 fn checkpoint(ledger: &mut Ledger) -> Result<()> {

@@ -42,9 +42,11 @@ pub struct Ledger {
     /// `state_log` records and the account states in them since the last checkpoint.
     log_groups: usize,
     log_entries: usize,
+    /// states the last group logged (sizes its merge slice)
+    last_logged: usize,
     /// The rolling merge of the state log into the B-trees, when one is under way.
     merge: Option<MergeCycle>,
-    /// When rolling merges start and how many group commits they are spread over.
+    /// When rolling merges start and how large their slices are.
     pub merge_policy: MergePolicy,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
     members: RefCell<FxHashMap<String, Rc<Member>>>,
@@ -53,27 +55,32 @@ pub struct Ledger {
 }
 
 /// A rolling merge: the states in the log records up to `upto` (a group's last seq) are
-/// written into their B-trees in key order, `per_step` per group commit, from `from` on; when
-/// the last key is done those records are dropped. Each state merged is the newest the log
-/// holds for its key, so readers, who look in the log first, see no change at any step.
+/// written into their B-trees in key order, a slice at a time from `from` on; when the last key
+/// is done those records are dropped. Each state merged is the newest the log holds for its
+/// key, so readers, who look in the log first, see no change at any step.
 struct MergeCycle {
     upto: u64,
     from: Vec<u8>,
-    per_step: usize,
 }
 
-/// When a rolling merge of the state log starts (log size in states or group records) and over
-/// how many group commits it is spread (`limits::STATE_LOG_MERGE_*`; tests use small ones).
+/// When a rolling merge of the state log starts (log size in states or group records) and how
+/// large its slices are (`limits::STATE_LOG_MERGE_*`; tests use small ones).
 #[derive(Debug, Clone, Copy)]
 pub struct MergePolicy {
     pub at_entries: usize,
     pub at_groups: usize,
-    pub spread_groups: usize,
+    pub slice_min: usize,
+    pub slice_per_state: usize,
 }
 
 impl Default for MergePolicy {
     fn default() -> Self {
-        MergePolicy { at_entries: STATE_LOG_MERGE_AT_ENTRIES, at_groups: STATE_LOG_MERGE_AT_GROUPS, spread_groups: STATE_LOG_MERGE_GROUPS }
+        MergePolicy {
+            at_entries: STATE_LOG_MERGE_AT_ENTRIES,
+            at_groups: STATE_LOG_MERGE_AT_GROUPS,
+            slice_min: STATE_LOG_MERGE_SLICE_MIN,
+            slice_per_state: STATE_LOG_MERGE_SLICE_PER_STATE,
+        }
     }
 }
 
@@ -151,6 +158,7 @@ impl Ledger {
             logged: LoggedKeys::default(),
             log_groups: 0,
             log_entries: 0,
+            last_logged: 0,
             merge: None,
             merge_policy: MergePolicy::default(),
             members: RefCell::default(),
@@ -227,10 +235,10 @@ impl Ledger {
         } else {
             let p = self.merge_policy;
             if self.merge.is_none() && self.log_groups > 0 && (self.log_entries >= p.at_entries || self.log_groups >= p.at_groups) {
-                let per_step = self.logged.len().div_ceil(p.spread_groups.max(1)).max(1);
-                self.merge = Some(MergeCycle { upto: self.next_seq - 1, from: vec![], per_step });
+                self.merge = Some(MergeCycle { upto: self.next_seq - 1, from: vec![] });
             }
-            self.merge.is_some() && self.merge_step(txn)?
+            let slice = (self.last_logged * p.slice_per_state).max(p.slice_min).max(1);
+            self.merge.is_some() && self.merge_step(txn, slice)?
         };
         if self.accounts.borrow().len() > ACCOUNT_CACHE_ENTRIES_MAX {
             self.accounts.borrow_mut().clear();
@@ -241,6 +249,7 @@ impl Ledger {
     fn log_dirty(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
         let mut dirty = std::mem::take(&mut self.accounts_dirty);
         let states = self.rules_dirty_states();
+        self.last_logged = 0;
         if dirty.is_empty() && states.is_empty() {
             return Ok(());
         }
@@ -259,15 +268,30 @@ impl Ledger {
         }
         self.log_groups += 1;
         self.log_entries += entries.len();
+        self.last_logged = entries.len();
         Ok(())
+    }
+
+    /// A rolling merge is under way (the writer advances it when idle: `merge_idle`).
+    pub fn merge_pending(&self) -> bool {
+        self.merge.is_some()
+    }
+
+    /// Advance the rolling merge by a minimum slice in a commit of its own (the writer calls this
+    /// when no command waits). Returns true when the merge completed.
+    pub fn merge_idle(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
+        if self.merge.is_none() {
+            return Ok(false);
+        }
+        self.merge_step(txn, self.merge_policy.slice_min.max(1))
     }
 
     /// One step of the rolling merge: the next `per_step` keys (in key order, from the cycle's
     /// cursor) that the cycle's records hold are written into their B-trees with the newest
     /// state the log holds for them. When no key is left, the cycle's records are dropped.
-    fn merge_step(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
+    fn merge_step(&mut self, txn: &mut RwTxn<'_>, per_step: usize) -> Result<bool> {
         let cycle = self.merge.as_ref().expect("a merge is under way");
-        let (upto, per_step) = (cycle.upto, cycle.per_step);
+        let upto = cycle.upto;
         let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(per_step);
         let next: Option<Vec<u8>> = {
             // (record seq, blob, position, length), oldest record first

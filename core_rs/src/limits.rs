@@ -44,14 +44,18 @@ pub const STATE_LOG_GROUPS_MAX: usize = 64;
 /// States in the log before a full checkpoint (bounds the log and the checkpoint's memory).
 /// The rolling merge below normally keeps the log well under both bounds.
 pub const STATE_LOG_ENTRIES_MAX: usize = 4_000_000;
-/// A rolling merge starts when the log holds this many states (or groups): the states logged
-/// so far are merged into their B-trees in key order, a slice per group commit, over
-/// STATE_LOG_MERGE_GROUPS commits; then the merged records are dropped. Large so that a
-/// B-tree page absorbs many updates per rewrite (1M states over 1M accounts rewrite each
-/// page once instead of ~6 times at 100k), spread so no commit stalls on a whole checkpoint.
+/// A rolling merge starts when the log holds this many states (or group records): the states
+/// logged so far are merged into their B-trees in key order, a slice at a time, then the merged
+/// records are dropped. Large so that a B-tree page absorbs many updates per rewrite (1M states
+/// over 1M accounts rewrite each page about once instead of ~6 times at 100k).
 pub const STATE_LOG_MERGE_AT_ENTRIES: usize = 1_000_000;
 pub const STATE_LOG_MERGE_AT_GROUPS: usize = 32;
-pub const STATE_LOG_MERGE_GROUPS: usize = 16;
+/// A slice: states merged with a group commit — STATE_LOG_MERGE_SLICE_PER_STATE per state the
+/// group logged, at least STATE_LOG_MERGE_SLICE_MIN — so a commit's share of the merge is in
+/// proportion to its own size (a one-command commit is not charged 60k page writes). When no
+/// command waits, the writer merges a STATE_LOG_MERGE_SLICE_MIN slice in a commit of its own.
+pub const STATE_LOG_MERGE_SLICE_PER_STATE: usize = 2;
+pub const STATE_LOG_MERGE_SLICE_MIN: usize = 4_096;
 /// The writer's in-memory filter of recorded command ids (`idem_filter.rs`): bits per id
 /// (~1% false positives) and the smallest filter (2 MiB). It is sized for twice the ids in the
 /// store at open (10 M ids: 32 MiB) and grows by a layer of twice the size when full.

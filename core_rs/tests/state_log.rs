@@ -191,8 +191,8 @@ fn a_rolling_merge_writes_the_log_into_the_btree_a_slice_per_group_then_drops_th
     let dir = members_store();
     let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
     let mut ledger = Ledger::open(store.clone()).unwrap();
-    // A merge starts once 3 records are logged and is spread over 4 groups.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, spread_groups: 4 };
+    // A merge starts once 3 records are logged and merges 4 keys per group.
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 4, slice_per_state: 0 };
     let mut want = vec![0i64; MEMBERS];
     let mut merged_at = None;
     for g in 0..12 {
@@ -210,8 +210,8 @@ fn a_rolling_merge_writes_the_log_into_the_btree_a_slice_per_group_then_drops_th
         assert!(r.problems.is_empty(), "group {g}: {:#?}", r.problems);
         if done && merged_at.is_none() {
             merged_at = Some(g);
-            // The first 3 records were merged over 4 groups (the start group included) and
-            // dropped: what is left is the records of the groups since (at most the spread).
+            // The first 3 records (13 keys: 12 members + issuance) were merged over 4 groups (the
+            // start group included) and dropped: what is left is the records of the groups since.
             assert!(log_records(&store) <= 4, "{} records left", log_records(&store));
             // The B-tree holds a state at least as new as the merged records for every member.
             for i in 0..MEMBERS {
@@ -248,12 +248,13 @@ proptest! {
         groups in prop::collection::vec(prop::collection::vec((0..MEMBERS, 1i64..50, any::<bool>()), 1..8), 1..24),
         at_entries in 1usize..40,
         at_groups in 1usize..6,
-        spread_groups in 1usize..6,
+        slice_min in 1usize..6,
+        slice_per_state in 0usize..3,
     ) {
         let dir = members_store();
         let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
         let mut ledger = Ledger::open(store.clone()).unwrap();
-        ledger.merge_policy = MergePolicy { at_entries, at_groups, spread_groups };
+        ledger.merge_policy = MergePolicy { at_entries, at_groups, slice_min, slice_per_state };
         let mut want = vec![0i64; MEMBERS];
         let mut id = 0;
         for cmds in &groups {
@@ -273,7 +274,8 @@ proptest! {
             for (i, w) in want.iter().enumerate() {
                 prop_assert_eq!(reader_total(&store, &member(i)), *w);
             }
-            prop_assert!(log_records(&store) as usize <= at_groups.max(spread_groups + 1) + spread_groups);
+            // a cycle merges at most 14 keys (12 members, issuance, redemption), at least 1 per group
+            prop_assert!(log_records(&store) as usize <= at_groups.max(15) + 15);
         }
         let r = pypoints_core::audit::audit(&store).unwrap();
         prop_assert!(r.problems.is_empty(), "{:#?}", r.problems);
@@ -286,4 +288,31 @@ proptest! {
         engine.submit_one(envelope("after", t0(), credit(&member(3), "internal", 2))).unwrap();
         prop_assert_eq!(reader_total(&engine.store, &member(3)), want[3] + 2);
     }
+}
+
+#[test]
+fn an_idle_writer_finishes_a_rolling_merge_in_small_commits_of_its_own() {
+    let dir = members_store();
+    // Merges start at 2 records and every slice is 1 key: the second group commit merges one
+    // of the 13 keys, the writer's idle steps must do the rest.
+    let policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0 };
+    let engine = Engine::open_with(dir.path(), MAP_SIZE, Durability::Sync, policy).unwrap();
+    for g in 0..2 {
+        let cmds = (0..MEMBERS).map(|i| envelope(&format!("g{g}.{i}"), t0(), credit(&member(i), "internal", 5))).collect();
+        assert!(engine.submit(cmds).unwrap().iter().all(|r| r.is_ok()));
+    }
+    // The idle writer merges key by key and drops both records.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while log_records(&engine.store) > 0 {
+        assert!(std::time::Instant::now() < deadline, "the idle writer did not finish the merge");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let stats: BTreeMap<_, _> = engine.stats.snapshot().into_iter().collect();
+    assert!(stats["checkpoints"] >= 1, "{stats:?}");
+    for i in 0..MEMBERS {
+        assert_eq!(raw_account(&engine.store, &member_account(&member(i), "internal")).unwrap().b, 10);
+        assert_eq!(reader_total(&engine.store, &member(i)), 10);
+    }
+    let r = pypoints_core::audit::audit(&engine.store).unwrap();
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
 }
