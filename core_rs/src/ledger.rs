@@ -48,6 +48,8 @@ pub struct Ledger {
     merge: Option<MergeCycle>,
     /// When rolling merges start and how large their slices are.
     pub merge_policy: MergePolicy,
+    /// Full checkpoints so far (on close, before expire, past the log's hard bounds).
+    pub full_checkpoints: u64,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
     members: RefCell<FxHashMap<String, Rc<Member>>>,
     /// Compiled rule sets and write-behind member rule states (rules/apply.rs).
@@ -61,6 +63,9 @@ pub struct Ledger {
 struct MergeCycle {
     upto: u64,
     from: Vec<u8>,
+    /// keys in the log when the cycle started (at most this many to merge) and merged so far
+    keys: usize,
+    merged: usize,
 }
 
 /// When a rolling merge of the state log starts (log size in states or group records) and how
@@ -161,6 +166,7 @@ impl Ledger {
             last_logged: 0,
             merge: None,
             merge_policy: MergePolicy::default(),
+            full_checkpoints: 0,
             members: RefCell::default(),
             rules: RefCell::default(),
         };
@@ -235,10 +241,19 @@ impl Ledger {
         } else {
             let p = self.merge_policy;
             if self.merge.is_none() && self.log_groups > 0 && (self.log_entries >= p.at_entries || self.log_groups >= p.at_groups) {
-                self.merge = Some(MergeCycle { upto: self.next_seq - 1, from: vec![] });
+                self.merge = Some(MergeCycle { upto: self.next_seq - 1, from: vec![], keys: self.logged.len(), merged: 0 });
             }
-            let slice = (self.last_logged * p.slice_per_state).max(p.slice_min).max(1);
-            self.merge.is_some() && self.merge_step(txn, slice)?
+            match &self.merge {
+                None => false,
+                Some(m) => {
+                    // Finish before the log reaches its record bound (a full checkpoint is a
+                    // stall), even when small commits follow a large log.
+                    let headroom = STATE_LOG_GROUPS_MAX.saturating_sub(self.log_groups + 2).max(1);
+                    let pace = m.keys.saturating_sub(m.merged).div_ceil(headroom);
+                    let slice = (self.last_logged * p.slice_per_state).max(p.slice_min).max(pace).max(1);
+                    self.merge_step(txn, slice)?
+                }
+            }
         };
         if self.accounts.borrow().len() > ACCOUNT_CACHE_ENTRIES_MAX {
             self.accounts.borrow_mut().clear();
@@ -339,7 +354,9 @@ impl Ledger {
         }
         match next {
             Some(from) => {
-                self.merge.as_mut().expect("a merge is under way").from = from;
+                let m = self.merge.as_mut().expect("a merge is under way");
+                m.from = from;
+                m.merged += rows.len();
                 Ok(false)
             }
             None => {
@@ -373,6 +390,7 @@ impl Ledger {
             tag.db(&self.store).put(txn, key, v)?;
         }
         self.store.state_log.clear(txn)?;
+        self.full_checkpoints += 1;
         self.merge = None;
         self.logged.clear();
         self.log_groups = 0;

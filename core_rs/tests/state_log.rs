@@ -316,3 +316,24 @@ fn an_idle_writer_finishes_a_rolling_merge_in_small_commits_of_its_own() {
     let r = pypoints_core::audit::audit(&engine.store).unwrap();
     assert!(r.problems.is_empty(), "{:#?}", r.problems);
 }
+
+#[test]
+fn small_commits_after_a_large_log_finish_the_merge_before_the_log_reaches_its_record_bound() {
+    let dir = members_store();
+    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+    let mut ledger = Ledger::open(store.clone()).unwrap();
+    // Slices of 1 key: without pacing, 13 keys would take 13 groups; here the merge starts
+    // with the log 3 records short of STATE_LOG_GROUPS_MAX and must keep up.
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: STATE_LOG_GROUPS_MAX - 3, slice_min: 1, slice_per_state: 0 };
+    for g in 0..(STATE_LOG_GROUPS_MAX + 10) {
+        let m = member(g % MEMBERS);
+        let cmds = vec![(format!("s{g}"), credit(&m, "internal", 1))];
+        group(&store, &mut ledger, &cmds);
+        assert!(log_records(&store) as usize <= STATE_LOG_GROUPS_MAX, "group {g}");
+    }
+    assert_eq!(ledger.full_checkpoints, 0, "the log hit its record bound: a full checkpoint stalled a commit");
+    for i in 0..MEMBERS {
+        let credits = (0..(STATE_LOG_GROUPS_MAX + 10)).filter(|g| g % MEMBERS == i).count() as i64;
+        assert_eq!(reader_total(&store, &member(i)), credits);
+    }
+}
