@@ -93,3 +93,11 @@ def test_sqlite_baseline_semantics(tmp_path: Path) -> None:
         assert sqlite_baseline.audit(db) == []
     finally:
         db.close()
+
+
+def test_grpc_ceiling_measures_a_trivial_echo_server() -> None:
+    # bench/grpc_ceiling.py: grpcio's own unary ceiling (issue #4's unary target is judged against it)
+    from bench import grpc_ceiling
+
+    r = grpc_ceiling.run("aio", clients=4, procs=1, seconds=0.5)
+    assert r["calls_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
