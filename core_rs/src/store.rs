@@ -253,17 +253,12 @@ impl StateLogBlob {
 
     pub fn find<'a>(blob: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>> {
         let n = Self::len(blob)?;
-        let (mut lo, mut hi) = (0, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            let (k, v) = Self::entry(blob, mid, n)?;
-            match k.cmp(key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(Some(v)),
-            }
+        let i = Self::lower_bound(blob, key)?;
+        if i == n {
+            return Ok(None);
         }
-        Ok(None)
+        let (k, v) = Self::entry(blob, i, n)?;
+        Ok((k == key).then_some(v))
     }
 
     /// The index of the first entry whose key is not below `key` (`len` if none).
