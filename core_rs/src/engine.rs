@@ -76,6 +76,7 @@ impl Engine {
 
     /// `open` with a state-log merge policy of one's own (tests use small ones).
     pub fn open_with(path: &Path, map_size: usize, durability: Durability, merge_policy: MergePolicy) -> Result<Arc<Engine>> {
+        crate::tune_allocator();
         std::fs::create_dir_all(path).map_err(|e| LedgerError::Storage(format!("{}: {e}", path.display())))?;
         let canon = path.canonicalize().map_err(|e| LedgerError::Storage(e.to_string()))?;
         let mut reg = registry().lock().unwrap();

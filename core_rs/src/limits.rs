@@ -36,6 +36,9 @@ pub const HOLD_TTL_MS_MAX: i64 = 30 * 24 * 3_600_000;
 /// Rolling validity bound (in its unit) and convert rate bound.
 pub const VALIDITY_PERIODS_MAX: u32 = 1_200;
 pub const RATE_TERM_MAX: i64 = 1_000_000;
+/// Freed memory idle this long goes back to the OS (lib.rs `tune_allocator`); a busy writer
+/// reuses it well before.
+pub const ALLOCATOR_PURGE_DELAY_MS: std::os::raw::c_long = 10_000;
 /// Accounts the writer keeps decoded between group commits before it starts over.
 pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
 /// Group commits logged (`state_log`) before the writer checkpoints accounts into their
