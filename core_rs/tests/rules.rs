@@ -749,3 +749,29 @@ fn member_rule_states_go_through_the_state_log_and_survive_a_checkpoint() {
     let st: pypoints_core::rules::state::MemberState = decode(&raw(&store).expect("checkpointed on close")).unwrap();
     assert_eq!(st.streak, 3);
 }
+
+#[test]
+fn a_repeat_purchase_under_uncapped_rules_leaves_the_member_state_unwritten() {
+    use pypoints_core::store::{LogTag, StateLogBlob};
+    // Only "has purchased" matters (ER-15): the first purchase records it, later ones change
+    // nothing, so their group commits log the account alone, not the member's rule state.
+    let fx = fx();
+    fx.ok(t0(), define(rule("spend", &["purchase"], rate(1, CNY))));
+    let logged_rule_states = |fx: &Fx| {
+        let txn = fx.store().read_txn().unwrap();
+        let (_, blob) = fx.store().state_log.last(&txn).unwrap().expect("a state log record");
+        StateLogBlob::entries(blob)
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| LogTag::split(k).unwrap().0 == LogTag::RuleState)
+            .count()
+    };
+    earned(&fx, t0(), ev("purchase", "a", 10 * CNY));
+    assert_eq!(logged_rule_states(&fx), 1, "the first purchase is recorded");
+    for i in 0..3 {
+        assert_eq!(earned(&fx, t0() + i, ev("purchase", "a", 10 * CNY)).amount, 10);
+        assert_eq!(logged_rule_states(&fx), 0, "a repeat purchase writes no member state");
+    }
+    let txn = fx.store().read_txn().unwrap();
+    assert_eq!(pypoints_core::rules::member_state(fx.store(), &txn, "a").unwrap().purchases, 1);
+}

@@ -399,8 +399,10 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
             run.st.referrer = Some(r.to_string());
         }
     }
-    if ev.kind == "purchase" {
-        run.st.purchases = run.st.purchases.saturating_add(1);
+    // Only "any purchase yet" matters (ER-15, first-purchase conditions): counting on would change
+    // the member's state, and so write it, on every purchase.
+    if ev.kind == "purchase" && run.st.purchases == 0 {
+        run.st.purchases = 1;
     }
     if explain {
         for (id, v) in &c.disabled {

@@ -22,6 +22,8 @@ pub struct MemberState {
     /// cap counters of the current windows
     #[serde(default)]
     pub c: Vec<Counter>,
+    /// 1 once the member has made a purchase (records written before this counted on; only
+    /// zero versus not zero is read)
     #[serde(default)]
     pub purchases: u32,
     #[serde(default)]
