@@ -635,6 +635,30 @@ def test_malformed_tuples_fail_alone_inside_a_batch(ledger):
     assert ledger.audit().ok
 
 
+def test_malformed_tuples_across_submit_chunks_keep_their_places(ledger):
+    # A batch larger than SUBMIT_CHUNK_COMMANDS is parsed and queued a chunk at a time (the
+    # writer applies one chunk while the next is parsed): a malformed tuple in a later chunk
+    # still fails alone, and every result stays at its command's index.
+    chunk = _core.SUBMIT_CHUNK_COMMANDS
+    bad_at = {chunk - 1, chunk, 2 * chunk + 1}
+    batch = [MALFORMED[0] if i in bad_at else (Credit(f"chunk.{i}", "bob" if i % 2 else "alice", "general", 1)
+                                               .as_tuple(NOW)) for i in range(2 * chunk + 3)]
+    bob_before, alice_before = ledger.balance("bob", "general").total, ledger.balance("alice", "general").total
+
+    results = ledger.submit_tuples(batch)
+
+    assert len(results) == len(batch)
+    for i, r in enumerate(results):
+        if i in bad_at:
+            assert type(r) is InvalidArgument, (i, r)
+        else:
+            assert isinstance(r, Receipt) and r.id == f"chunk.{i}", (i, r)
+    applied = len(batch) - len(bad_at)
+    assert (ledger.balance("bob", "general").total - bob_before
+            + ledger.balance("alice", "general").total - alice_before) == applied
+    assert ledger.audit().ok
+
+
 def test_batch_results_keep_input_order(ledger):
     journal_before = len(ledger.journal(1, 1000))
     cmds = [

@@ -18,6 +18,20 @@ use crate::store::{Durability, Store};
 
 pub type Outcome = Result<Receipt>;
 
+/// A queued batch's results to come (`Engine::submit_async`), one reply per chunk.
+pub struct Pending(Vec<Receiver<Vec<Outcome>>>);
+
+impl Pending {
+    /// Wait until every chunk of the batch is durable; results in input order.
+    pub fn wait(self) -> Result<Vec<Outcome>> {
+        let mut out = Vec::new();
+        for r in self.0 {
+            out.extend(r.recv().map_err(|_| LedgerError::Closed)?);
+        }
+        Ok(out)
+    }
+}
+
 struct Submission {
     cmds: Vec<Envelope>,
     /// idempotency fingerprints, computed by the submitting thread so the writer does not
@@ -111,20 +125,29 @@ impl Engine {
 
     /// Submit a batch and wait until it is durable. Results are in input order.
     pub fn submit(&self, cmds: Vec<Envelope>) -> Result<Vec<Outcome>> {
+        self.submit_async(cmds)?.wait()
+    }
+
+    /// Queue a batch without waiting for it. It goes to the writer in chunks of at most
+    /// SUBMIT_CHUNK_COMMANDS, each queued as soon as its fingerprints are computed, so the writer
+    /// applies the first chunk while this thread prepares the next. Each command is atomic and
+    /// idempotent on its own, so a batch larger than a chunk may span several group commits.
+    pub fn submit_async(&self, mut cmds: Vec<Envelope>) -> Result<Pending> {
         if cmds.len() > BATCH_SIZE_MAX {
             return Err(LedgerError::LimitExceeded(format!("a batch holds at most {BATCH_SIZE_MAX} commands")));
         }
-        if cmds.is_empty() {
-            return Ok(vec![]);
-        }
-        let fps = cmds.iter().map(|c| c.cmd.fingerprint()).collect();
-        let (reply, wait) = bounded(1);
         let queue = self.queue.lock().unwrap().clone().ok_or(LedgerError::Closed)?;
-        queue.send(Submission { cmds, fps, reply }).map_err(|_| LedgerError::Closed)?;
-        drop(queue);
-        wait.recv().map_err(|_| LedgerError::Closed)
+        let mut replies = Vec::with_capacity(cmds.len().div_ceil(SUBMIT_CHUNK_COMMANDS));
+        while !cmds.is_empty() {
+            let rest = cmds.split_off(cmds.len().min(SUBMIT_CHUNK_COMMANDS));
+            let chunk = std::mem::replace(&mut cmds, rest);
+            let fps = chunk.iter().map(|c| c.cmd.fingerprint()).collect();
+            let (reply, wait) = bounded(1);
+            queue.send(Submission { cmds: chunk, fps, reply }).map_err(|_| LedgerError::Closed)?;
+            replies.push(wait);
+        }
+        Ok(Pending(replies))
     }
-
     pub fn submit_one(&self, cmd: Envelope) -> Outcome {
         self.submit(vec![cmd])?.pop().expect("one result per command")
     }

@@ -7,8 +7,11 @@ pub const ID_LENGTH_MAX: usize = 64;
 pub const TEXT_LENGTH_MAX: usize = 128;
 /// Commands in one call of the batch API.
 pub const BATCH_SIZE_MAX: usize = 100_000;
+/// A batch goes to the writer in chunks of this many commands, so preparing the next chunk
+/// (parsing, fingerprints) overlaps applying this one (engine.rs `submit_async`).
+pub const SUBMIT_CHUNK_COMMANDS: usize = 2_048;
 /// Commands the writer applies in one LMDB write transaction (one commit, one fsync).
-/// Whole submissions are never split, so one commit can hold up to this plus one batch.
+/// Submissions (chunks) are never split, so one commit can hold up to this plus one chunk.
 pub const GROUP_COMMIT_COMMANDS_MAX: usize = 100_000;
 /// Submissions waiting for the writer; callers block (GIL released) when it is full.
 pub const QUEUE_DEPTH_MAX: usize = 1_024;

@@ -34,3 +34,33 @@ fn a_replay_and_a_reversal_in_the_same_group_read_the_entry_just_sealed() {
     fx.ok(t0(), credit("alice", "merchant", 1));
     fx.assert_audit_clean();
 }
+
+#[test]
+fn a_batch_larger_than_a_chunk_keeps_input_order_replays_and_refusals() {
+    use pypoints_core::limits::SUBMIT_CHUNK_COMMANDS;
+    // A big batch reaches the writer in chunks (pipelined with their preparation), possibly in
+    // several group commits; results still come back one per command, in input order.
+    let fx = Fx::standard();
+    let at = t0();
+    let n = 2 * SUBMIT_CHUNK_COMMANDS + 5;
+    // (spread over two members: an account holds at most LOTS_PER_ACCOUNT_MAX lots)
+    let member = |i: usize| ["alice", "bob"][i % 2];
+    let mut cmds: Vec<_> = (0..n).map(|i| envelope(&format!("chunked.{i}"), at, credit(member(i), "merchant", 1))).collect();
+    // a refusal in the second chunk, and a replay in the last of an id from the first
+    cmds[SUBMIT_CHUNK_COMMANDS + 1] = envelope("chunked.bad", at, credit("nobody", "merchant", 1));
+    cmds[n - 1] = envelope("chunked.0", at, credit(member(0), "merchant", 1));
+    let before = fx.engine.stats.snapshot()[0].1;
+    let rs = fx.engine.submit(cmds).unwrap();
+    assert_eq!(rs.len(), n);
+    let ok: Vec<_> = rs.iter().map(|r| r.as_ref().ok()).collect();
+    assert!(matches!(rs[SUBMIT_CHUNK_COMMANDS + 1], Err(pypoints_core::error::LedgerError::UnknownMember(_))));
+    for (i, r) in ok.iter().enumerate().take(n - 1) {
+        if i != SUBMIT_CHUNK_COMMANDS + 1 {
+            assert_eq!(r.unwrap().id, format!("chunked.{i}"), "result {i} answers command {i}");
+        }
+    }
+    let last = ok[n - 1].unwrap();
+    assert!(last.replayed && last.seq == ok[0].unwrap().seq);
+    assert_eq!(fx.total("alice", "merchant") + fx.total("bob", "merchant"), (n - 2) as i64);
+    assert!(fx.engine.stats.snapshot()[0].1 > before, "committed");
+}

@@ -308,15 +308,26 @@ impl Engine {
         if commands.len() > limits::BATCH_SIZE_MAX {
             return Err(to_pyerr(py, LedgerError::LimitExceeded(format!("a batch holds at most {} commands", limits::BATCH_SIZE_MAX))));
         }
-        let mut good = Vec::with_capacity(commands.len());
+        // Parse a chunk, queue it (GIL released), parse the next while the writer applies it.
         let mut parsed: Vec<Result<usize, LedgerError>> = Vec::with_capacity(commands.len());
-        for item in commands.iter() {
+        let mut pending = Vec::with_capacity(commands.len().div_ceil(limits::SUBMIT_CHUNK_COMMANDS));
+        let mut queued = 0;
+        let mut good = Vec::with_capacity(limits::SUBMIT_CHUNK_COMMANDS);
+        for (k, item) in commands.iter().enumerate() {
             parsed.push(parse(&item).map(|env| {
                 good.push(env);
-                good.len() - 1
+                queued += 1;
+                queued - 1
             }));
+            if good.len() == limits::SUBMIT_CHUNK_COMMANDS || (k + 1 == commands.len() && !good.is_empty()) {
+                let (e, chunk) = (engine.clone(), std::mem::take(&mut good));
+                pending.push(detached(py, move || e.submit_async(chunk))?);
+            }
         }
-        let mut results = detached(py, move || engine.submit(good))?.into_iter().map(Some).collect::<Vec<_>>();
+        let mut results = Vec::with_capacity(queued);
+        for p in pending {
+            results.extend(detached(py, move || p.wait())?.into_iter().map(Some));
+        }
         parsed
             .into_iter()
             .map(|p| match p {
@@ -523,6 +534,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PAGE_SIZE_MAX", limits::PAGE_SIZE_MAX)?;
     m.add("PAGE_SIZE_DEFAULT", limits::PAGE_SIZE_DEFAULT)?;
     m.add("GROUP_COMMIT_COMMANDS_MAX", limits::GROUP_COMMIT_COMMANDS_MAX)?;
+    m.add("SUBMIT_CHUNK_COMMANDS", limits::SUBMIT_CHUNK_COMMANDS)?;
     m.add("QUEUE_DEPTH_MAX", limits::QUEUE_DEPTH_MAX)?;
     m.add("LOTS_PER_ACCOUNT_MAX", limits::LOTS_PER_ACCOUNT_MAX)?;
     m.add("EXPIRE_ACCOUNTS_PER_COMMAND_MAX", limits::EXPIRE_ACCOUNTS_PER_COMMAND_MAX)?;
