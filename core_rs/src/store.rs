@@ -347,14 +347,22 @@ pub fn get_logged<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, tag: LogT
     get_logged_bytes(store, txn, tag, key)?.map(decode).transpose()
 }
 
-/// The writer's view: it knows which keys the log holds (`LoggedKeys`), so a key the log does
-/// not have goes straight to its B-tree instead of being searched for in every log record.
+/// The writer's view: it knows which keys the log holds and the newest record holding each
+/// (`LoggedKeys`), so a key the log lacks goes straight to its B-tree, and a key it has to the
+/// one record that holds its newest state (not a search through every record, newest first).
 pub fn get_logged_known<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, logged: &LoggedKeys, tag: LogTag, key: &[u8]) -> Result<Option<T>> {
-    if logged.contains(tag, key) {
-        return get_logged(store, txn, tag, key);
-    }
-    get(tag.db(store), txn, key)
+    let Some(record) = logged.record(tag, key) else {
+        return get(tag.db(store), txn, key);
+    };
+    let corrupt = || LedgerError::Storage(format!("state log record {record} lacks a key it holds"));
+    let blob = store.state_log.get(txn, &seq_key(record))?.ok_or_else(corrupt)?;
+    let value = StateLogBlob::find(blob, &tag.key(key))?.ok_or_else(corrupt)?;
+    Ok(Some(decode(value)?))
 }
+
+/// Tagged keys up to this long are looked up without allocating (account keys are
+/// member id / point type, each at most ID_LENGTH_MAX).
+const LOGGED_KEY_STACK_BYTES: usize = 2 * ID_LENGTH_MAX + 2;
 
 /// The tagged keys in the state log, each with the newest group record (its last seq) that
 /// holds it (kept by the writer, rebuilt from the log at open).
@@ -362,8 +370,21 @@ pub fn get_logged_known<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, log
 pub struct LoggedKeys(rustc_hash::FxHashMap<Vec<u8>, u64>);
 
 impl LoggedKeys {
-    pub fn contains(&self, tag: LogTag, key: &[u8]) -> bool {
-        !self.0.is_empty() && self.0.contains_key(&tag.key(key))
+    /// The newest record (its group's last seq) holding `key`, if the log holds it.
+    pub fn record(&self, tag: LogTag, key: &[u8]) -> Option<u64> {
+        if self.0.is_empty() {
+            return None;
+        }
+        // Tag the key on the stack: this runs for every cache miss of the writer.
+        let mut buf = [0u8; LOGGED_KEY_STACK_BYTES];
+        match buf.get_mut(..key.len() + 1) {
+            Some(tagged) => {
+                tagged[0] = tag as u8;
+                tagged[1..].copy_from_slice(key);
+                self.0.get(&*tagged).copied()
+            }
+            None => self.0.get(&tag.key(key)).copied(),
+        }
     }
     /// `tagged` is in the record of the group whose last seq is `record`.
     pub fn insert_tagged(&mut self, tagged: &[u8], record: u64) {
