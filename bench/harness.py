@@ -209,8 +209,15 @@ def summary_lines() -> list[str]:
     lines.append(f"{'workload':<40} {'system':<10} {'cmds/round':>10} {'rounds':>6} {'median s':>9} "
                  f"{'ops/s':>10} {'best ops/s':>10} {'sustained':>10} {'max s':>7}  notes")
     order = {r["workload"]: i for i, r in enumerate(RESULTS)}
+    credit = {(r["commands"], r["system"]): r for r in RESULTS
+              if r["workload"].startswith("credit batch") and "ops_per_s" in r}
     for r in sorted(RESULTS, key=lambda r: (order[r["workload"]], r["system"])):
         notes = []
+        c = credit.get((r["commands"], r["system"]))
+        if r["workload"].startswith("earn batch") and c and "ops_per_s" in r:
+            # issue #3's target: earn within 30 % of plain credit (>= 70 %)
+            notes.append(f"{r['ops_per_s'] / c['ops_per_s']:.0%} of credit "
+                         f"(sustained {r['ops_per_s_mean'] / c['ops_per_s_mean']:.0%})")
         if "lots_per_redeem" in r:
             notes.append(f"{r['lots_per_redeem']} lots/redeem")
         if r.get("latency_ms_p99") is not None:

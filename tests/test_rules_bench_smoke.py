@@ -25,3 +25,19 @@ def test_rules_bench_workloads_run() -> None:
         report = ledger.audit()
         assert report.ok, report.problems
         assert ledger.campaign_status("bench", "spring").granted > 0
+
+
+def test_summary_states_earn_as_a_share_of_credit() -> None:
+    # The report puts issue #3's ratio next to each earn row: earn ops/s over the credit row
+    # of the same batch size (median, and sustained = mean-based).
+    row = {"system": "pypoints", "commands": 10_000, "rounds": 5, "round_s": 0.1, "ops_per_s_best": 1,
+           "round_s_max": 0.2}
+    harness.RESULTS[:] = [
+        {**row, "workload": "credit batch 10,000", "ops_per_s": 100_000, "ops_per_s_mean": 90_000},
+        {**row, "workload": "earn batch 10,000 (100 rules)", "ops_per_s": 64_000, "ops_per_s_mean": 72_000},
+    ]
+    try:
+        earn = [line for line in harness.summary_lines() if line.startswith("earn batch")]
+        assert earn and earn[0].endswith("64% of credit (sustained 80%)"), earn
+    finally:
+        harness.RESULTS.clear()
