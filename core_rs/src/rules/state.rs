@@ -15,33 +15,35 @@ pub struct Counter {
     pub n: i64,
 }
 
+/// Fields at their defaults are left out of the stored map (most members have no counters,
+/// streak or referral): a smaller record to encode, log and merge on every change.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberState {
     #[serde(default)]
     pub v: u8,
     /// cap counters of the current windows
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub c: Vec<Counter>,
     /// 1 once the member has made a purchase (records written before this counted on; only
     /// zero versus not zero is read)
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub purchases: u32,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub referrer: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub referral_paid: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub streak: u32,
     /// local day index of the last check-in
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_checkin: Option<i64>,
     /// tier qualification per month: (month index, points earned, spend)
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub q: Vec<(i64, i64, i64)>,
     /// the tier was set by an operator: automatic evaluation leaves it alone (TL-4)
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_false")]
     pub tier_override: bool,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<String>,
 }
 
@@ -81,5 +83,41 @@ impl MemberState {
             .filter(|(m, _, _)| *m > month - window as i64 && *m <= month)
             .map(|(_, p, s)| if basis == TierBasis::Points { *p } else { *s })
             .sum()
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{decode, encode};
+
+    #[test]
+    fn default_fields_are_left_out_and_read_back_as_defaults() {
+        let st = MemberState { purchases: 1, ..Default::default() };
+        let bytes = encode(&st);
+        // {"v": 0, "purchases": 1}: a 2-entry map, not all 10 fields
+        assert_eq!(bytes[0], 0x82, "{bytes:?}");
+        assert_eq!(decode::<MemberState>(&bytes).unwrap(), st);
+        let full = MemberState {
+            v: 1,
+            c: vec![Counter { s: "r1".into(), w: Window::Day, i: 3, n: 5 }],
+            purchases: 1,
+            referrer: Some("m2".into()),
+            referral_paid: true,
+            streak: 4,
+            last_checkin: Some(9),
+            q: vec![(1, 2, 3)],
+            tier_override: true,
+            groups: vec!["vip".into()],
+        };
+        assert_eq!(decode::<MemberState>(&encode(&full)).unwrap(), full);
     }
 }
