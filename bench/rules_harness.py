@@ -2,10 +2,12 @@
 of rate, fixed, multiplier and capped rules over channel, merchant, category, amount, weekday
 and time-of-day conditions, one campaign with a budget) and earn batches of purchases by
 uniformly random members. Every event meets the "base" rule and, through its merchant, ~1 of
-the other 99 (lots per earn ≈ 1.2-1.5). Used by bench/test_rules_bench.py and the smoke test in tests/."""
+the other 99 (lots per earn ≈ 1.2-1.5). Members have one earlier purchase (`purchase_history`).
+Used by bench/test_rules_bench.py and the smoke test in tests/."""
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 from bench import harness, workloads as wl
@@ -44,6 +46,18 @@ def define_rules(ledger: Any, n: int = RULE_COUNT) -> None:
                                       budget_type=wl.POINT_TYPE), at=at)
     for rule in rule_set(n):
         ledger.define_rule(rule, at=at)
+
+
+def purchase_history(ledger: Any, members: int) -> None:
+    """One earlier purchase per member (the day before the benchmark), as a loaded programme's
+    members have. A member's first purchase is a one-time change of its rule state (ER-15's
+    "has purchased" flag); without this, most timed earns would be first purchases."""
+    at, rng = wl.T0 - wl.DAY_MS, random.Random(3)
+    for s in range(0, members, wl.LOAD_BATCH):
+        wl.check(ledger.submit_tuples([
+            ("earn", f"history.{m}", at, "purchase", wl.member_id(m), 100 + rng.randrange(200_000), 0, "pos",
+             f"shop-{rng.randrange(80):04d}", f"{5000 + rng.randrange(40)}", [], [])
+            for m in range(s, min(s + wl.LOAD_BATCH, members))]))
 
 
 def earn_batch(st: wl.State, n: int) -> wl.Batch:

@@ -14,6 +14,7 @@ from bench.harness import Store
 @pytest.fixture(scope="module")
 def rules_store(pypoints_store: Store) -> Iterator[Store]:
     rules_harness.define_rules(pypoints_store.extra["ledger"])
+    rules_harness.purchase_history(pypoints_store.extra["ledger"], pypoints_store.state.members)
     yield pypoints_store
 
 

@@ -18,6 +18,8 @@ def test_rules_bench_workloads_run() -> None:
         ledger = store.extra["ledger"]
         rules_harness.define_rules(ledger)
         assert len(ledger.rules("bench")) == rules_harness.RULE_COUNT
+        rules_harness.purchase_history(ledger, 1_000)
+        assert [e.kind for e in ledger.history("m0000999").items][0] == "earn", "every member purchased once"
         for kind in ("credit", "earn"):
             rules_harness.batch(OneShot(), store, kind, 400)
         earned = [r for r in harness.RESULTS if r["workload"].startswith("earn")]
