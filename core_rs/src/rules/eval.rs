@@ -152,8 +152,9 @@ impl<B: Budgets> Run<'_, B> {
         let own = member == self.member;
         if own {
             n = self.capped(rule_id, &r.caps, n, &mut cuts);
-            let pcaps = self.c.policy.caps.clone();
-            n = self.capped("*", &pcaps, n, &mut cuts);
+            // (the compiled set outlives the run: no need to copy its caps)
+            let c: &Compiled = self.c;
+            n = self.capped("*", &c.policy.caps, n, &mut cuts);
         }
         let mut from_budget = false;
         if let (Some(b), Some(camp)) = (budget, r.campaign.as_deref()) {
@@ -170,10 +171,11 @@ impl<B: Budgets> Run<'_, B> {
         }
         if own && n > 0 {
             self.count(rule_id, &r.caps, n);
-            let pcaps = self.c.policy.caps.clone();
-            self.count("*", &pcaps, n);
+            let c: &Compiled = self.c;
+            self.count("*", &c.policy.caps, n);
         }
-        let validity = validity.cloned().or_else(|| self.p.point_type(point_type).ok().map(|t| t.validity.clone()));
+        let p: &Programme = self.p;
+        let validity = validity.or_else(|| p.point_type(point_type).ok().map(|t| &t.validity));
         self.awards.push(Award {
             rule: rule_id.to_string(),
             version,
@@ -277,7 +279,7 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
                 let inviter_id = run.st.referrer.clone().unwrap();
                 let budget = cr.budget.clone();
                 let ai = run.awards.len();
-                let a = run.award(r, budget.as_ref(), &m.id.clone(), &r.id, r.version, &r.point_type, *invitee, r.pending, r.validity.as_ref());
+                let a = run.award(r, budget.as_ref(), &m.id, &r.id, r.version, &r.point_type, *invitee, r.pending, r.validity.as_ref());
                 let b = run.award(r, budget.as_ref(), &inviter_id, &r.id, r.version, &r.point_type, *inviter, r.pending, r.validity.as_ref());
                 run.note(r, true, a + b, || format!("first purchase after a referral by {inviter_id:?}: {a} to the member, {b} to the inviter"));
                 accepted.push((i as usize, ai));
@@ -293,9 +295,9 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
             continue;
         }
         let ai = run.awards.len();
-        let budget = cr.budget.clone();
-        let n = run.award(r, budget.as_ref(), &m.id.clone(), &r.id, r.version, &r.point_type, base, r.pending, r.validity.as_ref());
-        let cuts = run.awards[ai].cuts.clone();
+        let n = run.award(r, cr.budget.as_ref(), &m.id, &r.id, r.version, &r.point_type, base, r.pending, r.validity.as_ref());
+        // (only an explanation reads them)
+        let cuts = if run.explain { run.awards[ai].cuts.clone() } else { vec![] };
         run.note(r, true, n, || {
             if cuts.is_empty() { format!("{base} points") } else { format!("{base} points, cut to {n} by {}", cuts.iter().map(|c| format!("{} (-{})", c.by, c.n)).collect::<Vec<_>>().join(", ")) }
         });
@@ -330,8 +332,7 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
             run.note(r, false, 0, || "no rate award of its point type to multiply".into());
             continue;
         }
-        let budget = cr.budget.clone();
-        let n = run.award(r, budget.as_ref(), &m.id.clone(), &r.id, r.version, &r.point_type, bonus, r.pending, r.validity.as_ref());
+        let n = run.award(r, cr.budget.as_ref(), &m.id, &r.id, r.version, &r.point_type, bonus, r.pending, r.validity.as_ref());
         run.note(r, true, n, || format!("x{num}/{den} of {base}: {bonus} extra points, {n} credited"));
         mult_taken.get_or_insert(i);
         if r.stacking == Stacking::Exclusive {
@@ -374,7 +375,7 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
                     };
                     // The tier bonus lands with the lots it multiplies (same pending state).
                     let pending = accepted.iter().any(|(ri, _)| c.rules[*ri].rule.pending && c.rules[*ri].rule.point_type == t.point_type);
-                    let n = run.award(&pseudo, None, &m.id.clone(), &id, t.version, &t.point_type, bonus, pending, None);
+                    let n = run.award(&pseudo, None, &m.id, &id, t.version, &t.point_type, bonus, pending, None);
                     run.note(&pseudo, true, n, || format!("tier {} x{}/{} of {base}: {bonus} extra points, {n} credited", lvl.name, lvl.num, lvl.den));
                 }
             }
