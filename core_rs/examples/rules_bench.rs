@@ -2,6 +2,7 @@
 //! 100 and 1,000 active rules, pure evaluation (compiled rule set, no LMDB).
 //!
 //!     cargo run --release --example rules_bench -- [events per run, default 200000]
+//!     RULES_BENCH_SIZES=100 cargo run --release --example rules_bench   # one size only
 //!
 //! Two rule sets per size: "same kind" — every rule applies to the event's kind, so each event
 //! is checked against all N rules (the worst case); "mixed" — rules spread over 10 event kinds,
@@ -78,7 +79,9 @@ fn main() {
         .collect();
     let t0 = 1_715_300_000_000i64;
     println!("{:>6} {:>10} {:>14} {:>18} {:>12}", "rules", "set", "events/s", "rule checks/s", "fired/event");
-    for n in [10usize, 100, 1_000] {
+    // RULES_BENCH_SIZES=100 (comma-separated) limits the run, e.g. for a profile of one size
+    let sizes: Vec<usize> = std::env::var("RULES_BENCH_SIZES").map_or(vec![10, 100, 1_000], |v| v.split(',').filter_map(|x| x.trim().parse().ok()).collect());
+    for n in sizes {
         for mixed in [false, true] {
             let c = Compiled::build("p", None, None, vec![], rules(n, mixed));
             let budgets = |_: &str, _: &str, _: &str| 0i64;
