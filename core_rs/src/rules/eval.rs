@@ -85,6 +85,9 @@ struct Run<'a, B: Budgets> {
     awards: Vec<Award>,
     notes: Vec<Note>,
     explain: bool,
+    /// expiry of a lot earned now under a validity (all awards of an event share `at`, and most
+    /// share their point type's validity: the calendar arithmetic runs once)
+    expiries: Vec<(crate::model::Validity, Option<Ms>)>,
 }
 
 impl<B: Budgets> Run<'_, B> {
@@ -176,6 +179,14 @@ impl<B: Budgets> Run<'_, B> {
         }
         let p: &Programme = self.p;
         let validity = validity.or_else(|| p.point_type(point_type).ok().map(|t| &t.validity));
+        let expires_at = validity.and_then(|v| match self.expiries.iter().find(|(w, _)| w == v) {
+            Some((_, x)) => *x,
+            None => {
+                let x = v.expiry(self.at);
+                self.expiries.push((v.clone(), x));
+                x
+            }
+        });
         self.awards.push(Award {
             rule: rule_id.to_string(),
             version,
@@ -187,7 +198,7 @@ impl<B: Budgets> Run<'_, B> {
             campaign: r.campaign.clone(),
             from_budget,
             effective_at: if pending { self.c.next_day(self.at) } else { self.at },
-            expires_at: validity.and_then(|v| v.expiry(self.at)),
+            expires_at,
         });
         n
     }
@@ -201,10 +212,10 @@ fn floor_mul(a: i64, b: i64, c: i64, d: i64) -> i64 {
 /// Evaluate `ev` (at `at`) for member `m` with rule state `st`. `explain` fills `notes`.
 pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: &Member, st: &MemberState, budgets: B, explain: bool) -> Evaluation {
     let e = c.prepare(at, ev, m, &st.groups, st.purchases);
-    let mut run = Run { c, p, at, e, member: &m.id, st: st.clone(), budgets, budget_left: vec![], awards: vec![], notes: vec![], explain };
+    let mut run = Run { c, p, at, e, member: &m.id, st: st.clone(), budgets, budget_left: vec![], awards: Vec::with_capacity(4), notes: vec![], explain, expiries: vec![] };
     let kind = run.e.kind;
     // (index into c.rules, award index) of accepted base awards
-    let mut accepted: Vec<(usize, usize)> = vec![];
+    let mut accepted: Vec<(usize, usize)> = Vec::with_capacity(4);
     let mut exclusive: Option<usize> = None;
     let mut multipliers: Vec<usize> = vec![];
     let mut checked_in = false;
