@@ -715,7 +715,7 @@ proptest! {
             let rc = fx.run_id(&id, at, earn(e)).unwrap();
             prop_assert_eq!(rc.amount, d.total());
             let posted = made(&fx, &id);
-            let expected: Vec<(String, u32, i64)> = d.awards.iter().filter(|a| a.points > 0).map(|a| (a.rule.clone(), a.version, a.points)).collect();
+            let expected: Vec<(String, u32, i64)> = d.awards.iter().filter(|a| a.points > 0).map(|a| (a.rule.to_string(), a.version, a.points)).collect();
             prop_assert_eq!(posted, expected);
         }
         let r = audit(fx.store()).unwrap();

@@ -299,7 +299,7 @@ impl Ledger {
                 x: a.expires_at,
                 f: a.effective_at,
                 s: w.seq0,
-                g: Some(Box::new((a.rule.clone(), a.version))),
+                g: Some(Box::new((a.rule.to_string(), a.version))),
             };
             Self::insert_lot(&mut w.accounts[i].1, lot.clone())?;
             let from = match (&a.campaign, a.from_budget) {
@@ -307,11 +307,11 @@ impl Ledger {
                 _ => system_account(&p.id, SystemAccount::Issuance, &a.point_type),
             };
             self.post(txn, w, &a.point_type, &from, &key, a.points)?;
-            made.push(Consumed { t: a.point_type.clone(), lot, n: a.points });
+            made.push(Consumed { t: a.point_type.to_string(), lot, n: a.points });
             total += a.points;
         }
-        let cuts: Vec<(String, String, i64)> = ev.awards.iter().flat_map(|a| a.cuts.iter().map(|c| (a.rule.clone(), c.by.clone(), c.n))).collect();
-        let zero: Vec<String> = ev.awards.iter().filter(|a| a.points == 0).map(|a| a.rule.clone()).collect();
+        let cuts: Vec<(String, String, i64)> = ev.awards.iter().flat_map(|a| a.cuts.iter().map(|c| (a.rule.to_string(), c.by.clone(), c.n))).collect();
+        let zero: Vec<String> = ev.awards.iter().filter(|a| a.points == 0).map(|a| a.rule.to_string()).collect();
         if let Some((_, to)) = &ev.tier_change {
             let mut mm = Member::clone(&m);
             mm.tier = to.clone();

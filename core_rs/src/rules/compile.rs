@@ -37,6 +37,8 @@ pub enum CCond {
 #[derive(Debug, Clone)]
 pub struct CRule {
     pub rule: Rule,
+    /// the rule's id, point type and campaign, shared by its awards without copying
+    pub ids: super::eval::AwardIds,
     pub cond: Option<CCond>,
     /// the campaign's window, when the rule belongs to one
     pub window: Option<(Ms, Ms)>,
@@ -263,7 +265,7 @@ impl Compiled {
             for k in &r.kinds {
                 intern.sym(k);
             }
-            active.push(CRule { window: camp.map(|c| (c.start, c.end)), budget: camp.and_then(|c| c.budget.clone()), cond, rule: r });
+            active.push(CRule { window: camp.map(|c| (c.start, c.end)), budget: camp.and_then(|c| c.budget.clone()), cond, ids: super::eval::AwardIds::of(&r), rule: r });
         }
         // Higher priority first, then rule id: the order of stacking decisions.
         active.sort_by(|a, b| b.rule.priority.cmp(&a.rule.priority).then_with(|| a.rule.id.cmp(&b.rule.id)));

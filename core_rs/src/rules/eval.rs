@@ -1,6 +1,8 @@
 //! Evaluation: an event against a compiled rule set and the member's rule state gives the
 //! awards (one per rule that fired, cut by caps and budgets) and, when asked, an explanation of
 //! every rule. Pure: the ledger posts the awards; a dry run only reports them.
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::compile::*;
@@ -8,20 +10,22 @@ use super::model::*;
 use super::state::*;
 use crate::model::{Member, Ms, Programme};
 
-/// Points for one rule (one lot when `points` > 0).
+/// Points for one rule (one lot when `points` > 0). Ids are shared (`Arc<str>`) with the
+/// compiled rule set: an evaluation makes several awards per event, and copying four strings
+/// into each was a large share of it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Award {
-    pub rule: String,
+    pub rule: Arc<str>,
     pub version: u32,
     /// the member credited (the inviter, for a referral's inviter award)
-    pub member: String,
-    pub point_type: String,
+    pub member: Arc<str>,
+    pub point_type: Arc<str>,
     /// before caps and budget
     pub base: i64,
     /// credited
     pub points: i64,
     pub cuts: Vec<Cut>,
-    pub campaign: Option<String>,
+    pub campaign: Option<Arc<str>>,
     /// posted from the campaign's budget account instead of issuance
     pub from_budget: bool,
     pub effective_at: Ms,
@@ -44,6 +48,20 @@ pub struct Note {
     pub fired: bool,
     pub points: i64,
     pub reason: String,
+}
+
+/// A rule's ids as its awards carry them (built once, when the rule set is compiled).
+#[derive(Debug, Clone)]
+pub struct AwardIds {
+    pub rule: Arc<str>,
+    pub point_type: Arc<str>,
+    pub campaign: Option<Arc<str>>,
+}
+
+impl AwardIds {
+    pub fn of(r: &Rule) -> AwardIds {
+        AwardIds { rule: r.id.as_str().into(), point_type: r.point_type.as_str().into(), campaign: r.campaign.as_deref().map(Arc::from) }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -143,7 +161,8 @@ impl<B: Budgets> Run<'_, B> {
     /// Turn a rule's base points into an award for `member`: max per event, the rule's caps,
     /// the programme's caps (event member only), then the campaign budget.
     #[allow(clippy::too_many_arguments)]
-    fn award(&mut self, r: &Rule, budget: Option<&Budget>, member: &str, rule_id: &str, version: u32, point_type: &str, base: i64, pending: bool, validity: Option<&crate::model::Validity>) -> i64 {
+    fn award(&mut self, r: &Rule, ids: &AwardIds, budget: Option<&Budget>, member: &Arc<str>, version: u32, base: i64, pending: bool, validity: Option<&crate::model::Validity>) -> i64 {
+        let (rule_id, point_type) = (&*ids.rule, &*ids.point_type);
         let mut cuts = vec![];
         let mut n = base;
         if let Some(m) = r.max_award {
@@ -152,7 +171,7 @@ impl<B: Budgets> Run<'_, B> {
                 n = m;
             }
         }
-        let own = member == self.member;
+        let own = **member == *self.member;
         if own {
             n = self.capped(rule_id, &r.caps, n, &mut cuts);
             // (the compiled set outlives the run: no need to copy its caps)
@@ -188,14 +207,14 @@ impl<B: Budgets> Run<'_, B> {
             }
         });
         self.awards.push(Award {
-            rule: rule_id.to_string(),
+            rule: ids.rule.clone(),
             version,
-            member: member.to_string(),
-            point_type: point_type.to_string(),
+            member: member.clone(),
+            point_type: ids.point_type.clone(),
             base,
             points: n,
             cuts,
-            campaign: r.campaign.clone(),
+            campaign: ids.campaign.clone(),
             from_budget,
             effective_at: if pending { self.c.next_day(self.at) } else { self.at },
             expires_at,
@@ -212,6 +231,8 @@ fn floor_mul(a: i64, b: i64, c: i64, d: i64) -> i64 {
 /// Evaluate `ev` (at `at`) for member `m` with rule state `st`. `explain` fills `notes`.
 pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: &Member, st: &MemberState, budgets: B, explain: bool) -> Evaluation {
     let e = c.prepare(at, ev, m, &st.groups, st.purchases);
+    // the member's id once per evaluation, shared by its awards
+    let member: Arc<str> = m.id.as_str().into();
     let mut run = Run { c, p, at, e, member: &m.id, st: st.clone(), budgets, budget_left: vec![], awards: Vec::with_capacity(4), notes: vec![], explain, expiries: vec![] };
     let kind = run.e.kind;
     // (index into c.rules, award index) of accepted base awards
@@ -290,8 +311,9 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
                 let inviter_id = run.st.referrer.clone().unwrap();
                 let budget = cr.budget.clone();
                 let ai = run.awards.len();
-                let a = run.award(r, budget.as_ref(), &m.id, &r.id, r.version, &r.point_type, *invitee, r.pending, r.validity.as_ref());
-                let b = run.award(r, budget.as_ref(), &inviter_id, &r.id, r.version, &r.point_type, *inviter, r.pending, r.validity.as_ref());
+                let inviter_arc: Arc<str> = inviter_id.as_str().into();
+                let a = run.award(r, &cr.ids, budget.as_ref(), &member, r.version, *invitee, r.pending, r.validity.as_ref());
+                let b = run.award(r, &cr.ids, budget.as_ref(), &inviter_arc, r.version, *inviter, r.pending, r.validity.as_ref());
                 run.note(r, true, a + b, || format!("first purchase after a referral by {inviter_id:?}: {a} to the member, {b} to the inviter"));
                 accepted.push((i as usize, ai));
                 if r.stacking == Stacking::Exclusive {
@@ -306,7 +328,7 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
             continue;
         }
         let ai = run.awards.len();
-        let n = run.award(r, cr.budget.as_ref(), &m.id, &r.id, r.version, &r.point_type, base, r.pending, r.validity.as_ref());
+        let n = run.award(r, &cr.ids, cr.budget.as_ref(), &member, r.version, base, r.pending, r.validity.as_ref());
         // (only an explanation reads them)
         let cuts = if run.explain { run.awards[ai].cuts.clone() } else { vec![] };
         run.note(r, true, n, || {
@@ -335,7 +357,7 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
                 if of.is_empty() { br.action.is_rate() } else { of.iter().any(|o| o == &br.id) }
             })
             .map(|(_, ai)| &run.awards[*ai])
-            .filter(|a| a.point_type == r.point_type && a.member == m.id)
+            .filter(|a| *a.point_type == *r.point_type && *a.member == *m.id)
             .map(|a| a.points)
             .sum();
         let bonus = floor_mul(base, num - den, 1, *den);
@@ -343,7 +365,7 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
             run.note(r, false, 0, || "no rate award of its point type to multiply".into());
             continue;
         }
-        let n = run.award(r, cr.budget.as_ref(), &m.id, &r.id, r.version, &r.point_type, bonus, r.pending, r.validity.as_ref());
+        let n = run.award(r, &cr.ids, cr.budget.as_ref(), &member, r.version, bonus, r.pending, r.validity.as_ref());
         run.note(r, true, n, || format!("x{num}/{den} of {base}: {bonus} extra points, {n} credited"));
         mult_taken.get_or_insert(i);
         if r.stacking == Stacking::Exclusive {
@@ -360,7 +382,7 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
                     .iter()
                     .filter(|(ri, _)| c.rules[*ri].rule.action.is_rate())
                     .map(|(_, ai)| &run.awards[*ai])
-                    .filter(|a| a.point_type == t.point_type && a.member == m.id)
+                    .filter(|a| *a.point_type == *t.point_type && *a.member == *m.id)
                     .map(|a| a.points)
                     .sum();
                 let bonus = floor_mul(base, lvl.num - lvl.den, 1, lvl.den);
@@ -386,13 +408,14 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
                     };
                     // The tier bonus lands with the lots it multiplies (same pending state).
                     let pending = accepted.iter().any(|(ri, _)| c.rules[*ri].rule.pending && c.rules[*ri].rule.point_type == t.point_type);
-                    let n = run.award(&pseudo, None, &m.id, &id, t.version, &t.point_type, bonus, pending, None);
+                    let ids = AwardIds::of(&pseudo);
+                    let n = run.award(&pseudo, &ids, None, &member, t.version, bonus, pending, None);
                     run.note(&pseudo, true, n, || format!("tier {} x{}/{} of {base}: {bonus} extra points, {n} credited", lvl.name, lvl.num, lvl.den));
                 }
             }
         }
         // Qualification (TL-1, TL-5): points earned by this member, or spend, this month.
-        let earned: i64 = run.awards.iter().filter(|a| a.member == m.id).map(|a| a.points).sum();
+        let earned: i64 = run.awards.iter().filter(|a| *a.member == *m.id).map(|a| a.points).sum();
         let spend = if t.counts_as_spend(&ev.kind) { ev.amount } else { 0 };
         let month = run.e.month;
         run.st.qualify(month, earned, spend, t.window_months);
