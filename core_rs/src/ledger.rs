@@ -307,7 +307,7 @@ impl Ledger {
     fn merge_step(&mut self, txn: &mut RwTxn<'_>, per_step: usize) -> Result<bool> {
         let cycle = self.merge.as_ref().expect("a merge is under way");
         let upto = cycle.upto;
-        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(per_step);
+        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(per_step.min(cycle.keys));
         let next: Option<Vec<u8>> = {
             // (record seq, blob, position, length), oldest record first
             let mut recs = vec![];
@@ -375,26 +375,14 @@ impl Ledger {
     /// of the same page cost one page write here instead of one per group.
     pub fn checkpoint(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
         self.log_dirty(txn)?;
-        if self.log_groups == 0 {
+        let Some((last, _)) = self.store.state_log.last(txn)? else {
             return Ok(());
-        }
-        let mut newest: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = std::collections::BTreeMap::new();
-        for item in self.store.state_log.rev_iter(txn)? {
-            let (_, blob) = item?;
-            for (k, v) in StateLogBlob::entries(blob)? {
-                newest.entry(k.to_vec()).or_insert_with(|| v.to_vec());
-            }
-        }
-        for (k, v) in &newest {
-            let (tag, key) = LogTag::split(k)?;
-            tag.db(&self.store).put(txn, key, v)?;
-        }
-        self.store.state_log.clear(txn)?;
+        };
+        // One merge cycle over every record, in a single step (replacing any cycle under way).
+        self.merge = Some(MergeCycle { upto: record_seq(last)?, from: vec![], keys: self.logged.len(), merged: 0 });
+        let done = self.merge_step(txn, usize::MAX)?;
+        assert!(done && self.log_groups == 0 && self.logged.is_empty(), "a full checkpoint empties the state log");
         self.full_checkpoints += 1;
-        self.merge = None;
-        self.logged.clear();
-        self.log_groups = 0;
-        self.log_entries = 0;
         Ok(())
     }
 
