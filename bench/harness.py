@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator
@@ -136,22 +137,34 @@ def record(benchmark: Any, store: Store, workload: str, commands: int, tally: wl
     row: dict[str, Any] = {"system": store.system, "workload": workload, "commands": commands, **tally.info()}
     meta = getattr(benchmark, "stats", None)
     if meta is not None:
-        s = meta.stats
-        data = sorted(s.data)
-        info["ops_per_s"] = round(commands / s.median)
-        info["ops_per_s_best"] = round(commands / s.min)
+        timing = timing_fields(commands, meta.stats.data)
+        info.update(timing)
+        row.update(timing)
+    RESULTS.append(row)
+
+
+def record_times(store: Store, workload: str, commands: int, seconds: list[float], tally: wl.Tally) -> dict[str, Any]:
+    """A RESULTS row for rounds timed outside pytest-benchmark (the credit half of a paired
+    benchmark); returns the timing fields for the caller's extra_info."""
+    timing = timing_fields(commands, seconds) if seconds else {}
+    RESULTS.append({"system": store.system, "workload": workload, "commands": commands, **tally.info(), **timing})
+    return timing
+
+
+def timing_fields(commands: int, seconds: list[float]) -> dict[str, Any]:
+    data = sorted(seconds)
+    median, mean = statistics.median(data), statistics.fmean(data)
+    out: dict[str, Any] = {
+        "rounds": len(data), "round_s": median, "round_s_median": median, "round_s_max": data[-1],
+        "ops_per_s": round(commands / median), "ops_per_s_best": round(commands / data[0]),
         # Sustained: all commands over all rounds' time. Background work (the state log's
         # rolling merge) lands in some rounds; a median would hide it, the mean does not.
-        info["ops_per_s_mean"] = round(commands / s.mean)
-        info["round_s_median"] = s.median
-        info["round_s_max"] = s.max
-        if commands == 1:
-            info["latency_ms_median"] = round(s.median * 1e3, 3)
-            info["latency_ms_p99"] = round(data[min(len(data) - 1, math.ceil(0.99 * len(data)) - 1)] * 1e3, 3)
-        row.update(rounds=len(data), round_s=s.median, ops_per_s=info["ops_per_s"],
-                   ops_per_s_best=info["ops_per_s_best"], ops_per_s_mean=info["ops_per_s_mean"],
-                   round_s_max=s.max, latency_ms_p99=info.get("latency_ms_p99"))
-    RESULTS.append(row)
+        "ops_per_s_mean": round(commands / mean), "latency_ms_p99": None,
+    }
+    if commands == 1:
+        out["latency_ms_median"] = round(median * 1e3, 3)
+        out["latency_ms_p99"] = round(data[min(len(data) - 1, math.ceil(0.99 * len(data)) - 1)] * 1e3, 3)
+    return out
 
 
 # ----- the workloads -----
