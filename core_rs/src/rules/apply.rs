@@ -16,7 +16,8 @@ use crate::store::*;
 use heed::RwTxn;
 
 /// The writer's rule caches: compiled rule sets per programme (rebuilt after a rule command
-/// commits) and member rule states (written back once per group, like accounts).
+/// commits) and member rule states (read through, and written back once per group, like
+/// accounts; bounded by RULE_STATE_CACHE_ENTRIES_MAX).
 #[derive(Default)]
 pub(super) struct RulesCache {
     compiled: FxHashMap<String, Arc<Compiled>>,
@@ -61,8 +62,12 @@ impl Ledger {
         if let Some(s) = self.rules.borrow().states.get(member) {
             return Ok(s.clone());
         }
-        let logged = crate::store::get_logged_known(&self.store, txn, &self.logged, crate::store::LogTag::RuleState, member.as_bytes())?;
-        Ok(logged.unwrap_or_default())
+        let st: MemberState = crate::store::get_logged_known(&self.store, txn, &self.logged, crate::store::LogTag::RuleState, member.as_bytes())?.unwrap_or_default();
+        // Read-through, like accounts and members: a member's next event finds its state here
+        // instead of descending the B-tree (or the state log) again. Committed state only: a
+        // command's own changes stay in its Work until they commit (`flush_rules`).
+        self.rules.borrow_mut().states.insert(member.to_string(), st.clone());
+        Ok(st)
     }
 
     fn put_rule_record<T: serde::Serialize>(w: &mut Work, key: Vec<u8>, v: &T, programme: &str) {
