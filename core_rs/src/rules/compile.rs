@@ -66,7 +66,37 @@ pub struct Compiled {
     by_kind_merchant: FxHashMap<(u32, u32), Box<[u32]>>,
     /// per kind: the candidates that require no merchant (events at merchants no rule names)
     by_kind_open: FxHashMap<u32, Box<[u32]>>,
+    /// the event and member dimensions some active rule's condition reads (`prepare` resolves
+    /// only these: each is a string lookup, and most rule sets use a few)
+    uses: Uses,
     pub tz_ms: i64,
+}
+
+/// Which dimensions the conditions of a rule set read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Uses {
+    pub tier: bool,
+    pub org: bool,
+    pub channel: bool,
+    pub category: bool,
+    pub groups: bool,
+    pub attrs: bool,
+}
+
+impl Uses {
+    fn add(&mut self, c: &CCond) {
+        match c {
+            CCond::All(cs) | CCond::Any(cs) => cs.iter().for_each(|c| self.add(c)),
+            CCond::Not(c) => self.add(c),
+            CCond::Tier(_) => self.tier = true,
+            CCond::Org(..) => self.org = true,
+            CCond::Channel(_) => self.channel = true,
+            CCond::Category(_) => self.category = true,
+            CCond::Group(_) => self.groups = true,
+            CCond::Attr(..) | CCond::AttrRange(..) => self.attrs = true,
+            CCond::Between(..) | CCond::Weekdays(_) | CCond::MonthDays(_) | CCond::TimeOfDay(..) | CCond::Merchant(_) | CCond::Amount(..) | CCond::Term(..) | CCond::FirstPurchase => {}
+        }
+    }
 }
 
 /// An event with everything the conditions look at resolved once.
@@ -293,6 +323,8 @@ impl Compiled {
             })
             .collect();
         let (by_kind_merchant, by_kind_open) = merchant_index(&active, &by_kind);
+        let mut uses = Uses::default();
+        active.iter().filter_map(|r| r.cond.as_ref()).for_each(|c| uses.add(c));
         let tz_ms = policy.tz_offset_min as i64 * 60_000;
         Compiled {
             programme: programme.to_string(),
@@ -306,6 +338,7 @@ impl Compiled {
             any_kind: any_kind.into_boxed_slice(),
             by_kind_merchant,
             by_kind_open,
+            uses,
             tz_ms,
         }
     }
@@ -335,33 +368,49 @@ impl Compiled {
         }
     }
 
+    /// Resolve the event once for every condition. Dimensions no active condition reads are
+    /// left unresolved (NONE / empty): `CCond::eval` and `explain` only read the dimension of a
+    /// condition that exists, so the outcome is the same.
     pub fn prepare(&self, at: Ms, ev: &Event, m: &Member, groups: &[String], purchases: u32) -> Prepared {
         let (day, weekday, month_day, minute, month, year) = calendar(at, self.tz_ms);
-        let org_src: &[String] = if ev.org.is_empty() { &m.org } else { &ev.org };
+        let u = self.uses;
         let mut org = [NONE; 4];
-        let mut key = String::from("\u{1f}org");
-        for (i, p) in org_src.iter().take(4).enumerate() {
-            key.push('\u{1f}');
-            key.push_str(p);
-            org[i] = self.sym(&key);
+        if u.org {
+            let org_src: &[String] = if ev.org.is_empty() { &m.org } else { &ev.org };
+            let mut key = String::with_capacity(4 + org_src.iter().take(4).map(|p| p.len() + 1).sum::<usize>());
+            key.push_str("\u{1f}org");
+            for (i, p) in org_src.iter().take(4).enumerate() {
+                key.push('\u{1f}');
+                key.push_str(p);
+                org[i] = self.sym(&key);
+            }
         }
-        let mut gs = Vec::with_capacity(1 + groups.len());
-        gs.push(self.sym(&m.kind));
-        gs.extend(groups.iter().map(|g| self.sym(g)));
-        let attrs = ev
-            .attrs
-            .iter()
-            .filter_map(|(k, v)| {
-                let ks = self.sym(k);
-                (ks != NONE).then(|| (ks, self.sym(v), v.trim().parse::<i64>().ok()))
-            })
-            .collect();
+        let gs = if u.groups {
+            let mut gs = Vec::with_capacity(1 + groups.len());
+            gs.push(self.sym(&m.kind));
+            gs.extend(groups.iter().map(|g| self.sym(g)));
+            gs
+        } else {
+            vec![]
+        };
+        let attrs = if u.attrs {
+            ev.attrs
+                .iter()
+                .filter_map(|(k, v)| {
+                    let ks = self.sym(k);
+                    (ks != NONE).then(|| (ks, self.sym(v), v.trim().parse::<i64>().ok()))
+                })
+                .collect()
+        } else {
+            vec![]
+        };
+        let dim = |used: bool, s: &str| if used { self.sym(s) } else { NONE };
         Prepared {
             kind: self.sym(&ev.kind),
-            channel: self.sym(&ev.channel),
+            channel: dim(u.channel, &ev.channel),
             merchant: self.sym(&ev.merchant),
-            category: self.sym(&ev.category),
-            tier: self.sym(&m.tier),
+            category: dim(u.category, &ev.category),
+            tier: dim(u.tier, &m.tier),
             groups: gs,
             org,
             attrs,
@@ -395,6 +444,50 @@ mod tests {
         let (_, wd, md, minute, month, year) = calendar(at, 480 * 60_000);
         assert_eq!((wd, md, minute, year), (6, 11, 30, 2024));
         assert_eq!(month, 2024 * 12 + 4);
+    }
+
+    fn rule(id: &str, when: Cond) -> Rule {
+        Rule {
+            programme: "p".into(),
+            id: id.into(),
+            version: 1,
+            name: String::new(),
+            enabled: true,
+            kinds: vec![],
+            priority: 0,
+            stacking: Stacking::Stackable,
+            when: Some(when),
+            action: Action::Fixed { points: 1 },
+            point_type: "pts".into(),
+            validity: None,
+            pending: false,
+            caps: vec![],
+            max_award: None,
+            campaign: None,
+        }
+    }
+
+    #[test]
+    fn prepare_resolves_only_the_dimensions_some_condition_reads() {
+        let m = Member { v: 1, id: "m1".into(), programme: "p".into(), phone: String::new(), id_hash: None, org: vec!["Jiangsu".into()], tier: "gold".into(), kind: "individual".into(), status: crate::model::MemberStatus::Active, created_at: 0 };
+        let ev = Event { kind: "purchase".into(), member: "m1".into(), amount: 100, term_days: 0, channel: "app".into(), merchant: "shop".into(), category: "5411".into(), org: vec![], attrs: vec![("card".into(), "platinum".into())] };
+        let s = |x: &str| vec![x.to_string()];
+        let narrow = Compiled::build("p", None, None, vec![], vec![rule("a", Cond::Merchant(s("shop")))]);
+        assert_eq!(narrow.uses, Uses::default());
+        let e = narrow.prepare(0, &ev, &m, &[], 0);
+        assert_eq!((e.channel, e.category, e.tier, e.org, e.groups.len(), e.attrs.len()), (NONE, NONE, NONE, [NONE; 4], 0, 0));
+        assert_ne!(e.merchant, NONE, "the merchant index always needs the merchant");
+        let all = Cond::All(vec![
+            Cond::Channel(s("app")),
+            Cond::Any(vec![Cond::Category(s("5411")), Cond::Not(Box::new(Cond::Tier(s("gold"))))]),
+            Cond::Org(s("Jiangsu")),
+            Cond::Group(s("individual")),
+            Cond::Attr { key: "card".into(), values: s("platinum") },
+        ]);
+        let wide = Compiled::build("p", None, None, vec![], vec![rule("b", all.clone())]);
+        assert_eq!(wide.uses, Uses { tier: true, org: true, channel: true, category: true, groups: true, attrs: true });
+        let e = wide.prepare(0, &ev, &m, &[], 0);
+        assert!(wide.rules[0].cond.as_ref().unwrap().eval(&e), "every dimension resolved: the condition holds");
     }
 }
 

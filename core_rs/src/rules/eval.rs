@@ -106,12 +106,26 @@ struct Run<'a, B: Budgets> {
     /// expiry of a lot earned now under a validity (all awards of an event share `at`, and most
     /// share their point type's validity: the calendar arithmetic runs once)
     expiries: Vec<(crate::model::Validity, Option<Ms>)>,
+    /// expiry under each point type's own validity, by the awards' shared point type id
+    type_expiries: Vec<(Arc<str>, Option<Ms>)>,
 }
 
 impl<B: Budgets> Run<'_, B> {
     fn note(&mut self, r: &Rule, fired: bool, points: i64, reason: impl FnOnce() -> String) {
         if self.explain {
             self.notes.push(Note { rule: r.id.clone(), version: r.version, fired, points, reason: reason() });
+        }
+    }
+
+    /// The expiry of a lot earned now under `v` (computed once per validity per event).
+    fn expiry(&mut self, v: &crate::model::Validity) -> Option<Ms> {
+        match self.expiries.iter().find(|(w, _)| w == v) {
+            Some((_, x)) => *x,
+            None => {
+                let x = v.expiry(self.at);
+                self.expiries.push((v.clone(), x));
+                x
+            }
         }
     }
 
@@ -196,16 +210,20 @@ impl<B: Budgets> Run<'_, B> {
             let c: &Compiled = self.c;
             self.count("*", &c.policy.caps, n);
         }
-        let p: &Programme = self.p;
-        let validity = validity.or_else(|| p.point_type(point_type).ok().map(|t| &t.validity));
-        let expires_at = validity.and_then(|v| match self.expiries.iter().find(|(w, _)| w == v) {
-            Some((_, x)) => *x,
-            None => {
-                let x = v.expiry(self.at);
-                self.expiries.push((v.clone(), x));
-                x
-            }
-        });
+        let expires_at = match validity {
+            Some(v) => self.expiry(v),
+            // The point type's validity: awards of one type share its expiry, found by the
+            // compiled rule set's shared id (pointer equality, no string compare).
+            None => match self.type_expiries.iter().find(|(t, _)| Arc::ptr_eq(t, &ids.point_type)) {
+                Some((_, x)) => *x,
+                None => {
+                    let p: &Programme = self.p;
+                    let x = p.point_type(point_type).ok().and_then(|t| self.expiry(&t.validity));
+                    self.type_expiries.push((ids.point_type.clone(), x));
+                    x
+                }
+            },
+        };
         self.awards.push(Award {
             rule: ids.rule.clone(),
             version,
@@ -223,20 +241,28 @@ impl<B: Budgets> Run<'_, B> {
     }
 }
 
+/// floor(a·b·c / d) for non-negative a, b, c and positive d, capped at AMOUNT_MAX (exact: the
+/// product is taken in i128 when it does not fit i64, which is rare and costs a 128-bit divide).
 fn floor_mul(a: i64, b: i64, c: i64, d: i64) -> i64 {
-    let v = (a as i128 * b as i128 * c as i128) / d as i128;
+    let v = match a.checked_mul(b).and_then(|x| x.checked_mul(c)) {
+        Some(x) => (x / d) as i128,
+        None => (a as i128 * b as i128 * c as i128) / d as i128,
+    };
     v.min(crate::limits::AMOUNT_MAX as i128) as i64
 }
+
+/// Awards and accepted rules are pre-sized for this many: growing past it moves every award.
+const AWARDS_PER_EVENT_TYPICAL: usize = 8;
 
 /// Evaluate `ev` (at `at`) for member `m` with rule state `st`. `explain` fills `notes`.
 pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: &Member, st: &MemberState, budgets: B, explain: bool) -> Evaluation {
     let e = c.prepare(at, ev, m, &st.groups, st.purchases);
     // the member's id once per evaluation, shared by its awards
     let member: Arc<str> = m.id.as_str().into();
-    let mut run = Run { c, p, at, e, member: &m.id, st: st.clone(), budgets, budget_left: vec![], awards: Vec::with_capacity(4), notes: vec![], explain, expiries: vec![] };
+    let mut run = Run { c, p, at, e, member: &m.id, st: st.clone(), budgets, budget_left: vec![], awards: Vec::with_capacity(AWARDS_PER_EVENT_TYPICAL), notes: vec![], explain, expiries: vec![], type_expiries: vec![] };
     let kind = run.e.kind;
     // (index into c.rules, award index) of accepted base awards
-    let mut accepted: Vec<(usize, usize)> = Vec::with_capacity(4);
+    let mut accepted: Vec<(usize, usize)> = Vec::with_capacity(AWARDS_PER_EVENT_TYPICAL);
     let mut exclusive: Option<usize> = None;
     let mut multipliers: Vec<usize> = vec![];
     let mut checked_in = false;
@@ -445,4 +471,21 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
         }
     }
     Evaluation { awards: run.awards, notes: run.notes, tier_change, state: run.st }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::floor_mul;
+
+    #[test]
+    fn floor_mul_is_exact_on_both_paths_and_capped() {
+        // ER-5 / T12: 99.99 CNY at 1 point per 1.00 CNY is 99 points (floor)
+        assert_eq!(floor_mul(9_999, 1, 1, 100), 99);
+        // ER-1 / T1: 10,000 CNY (minor units) for 365 days at 16 points per 10,000 CNY-year
+        assert_eq!(floor_mul(1_000_000, 365, 16, 1_000_000 * 365), 16);
+        // a product past i64 takes the 128-bit path and stays exact
+        let big = i64::MAX / 3;
+        assert_eq!(floor_mul(big, 6, 1, 4), (big as i128 * 6 / 4).min(crate::limits::AMOUNT_MAX as i128) as i64);
+        assert_eq!(floor_mul(big, 6, 1, 1 << 40), ((big as i128 * 6) >> 40) as i64);
+    }
 }
