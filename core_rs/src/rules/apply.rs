@@ -3,6 +3,8 @@
 //! are ordinary lots and postings (`acct`, `post`, `insert_lot`, `Draft`), journaled,
 //! hash-chained and audited like any credit, in the same write as the event's idempotency record.
 use std::sync::Arc;
+// (the writer's caches move to its thread with the ledger: Arc, as ledger.rs's members)
+use std::sync::Arc as Rc;
 
 use rustc_hash::FxHashMap;
 
@@ -21,7 +23,7 @@ use heed::RwTxn;
 #[derive(Default)]
 pub(super) struct RulesCache {
     compiled: FxHashMap<String, Arc<Compiled>>,
-    states: FxHashMap<String, MemberState>,
+    states: FxHashMap<String, Rc<MemberState>>,
     dirty: Vec<String>,
 }
 
@@ -55,14 +57,15 @@ impl Ledger {
         Ok(c)
     }
 
-    fn rule_state(&self, txn: &RwTxn<'_>, w: &Work, member: &str) -> Result<MemberState> {
+    /// The member's rule state (shared: a command that changes it clones it).
+    fn rule_state(&self, txn: &RwTxn<'_>, w: &Work, member: &str) -> Result<Rc<MemberState>> {
         if let Some((_, s)) = w.rules.states.iter().rev().find(|(m, _)| m == member) {
-            return Ok(s.clone());
+            return Ok(Rc::new(s.clone()));
         }
         if let Some(s) = self.rules.borrow().states.get(member) {
             return Ok(s.clone());
         }
-        let st: MemberState = crate::store::get_logged_known(&self.store, txn, &self.logged, crate::store::LogTag::RuleState, member.as_bytes())?.unwrap_or_default();
+        let st: Rc<MemberState> = Rc::new(crate::store::get_logged_known(&self.store, txn, &self.logged, crate::store::LogTag::RuleState, member.as_bytes())?.unwrap_or_default());
         // Read-through, like accounts and members: a member's next event finds its state here
         // instead of descending the B-tree (or the state log) again. Committed state only: a
         // command's own changes stay in its Work until they commit (`flush_rules`).
@@ -167,7 +170,7 @@ impl Ledger {
                     check_id("group", g)?;
                 }
                 self.member(txn, w, member)?;
-                let mut st = self.rule_state(txn, w, member)?;
+                let mut st = MemberState::clone(&*self.rule_state(txn, w, member)?);
                 st.groups = groups.clone();
                 w.rules.states.push((member.clone(), st));
             }
@@ -175,7 +178,7 @@ impl Ledger {
                 check_text("reason", reason)?;
                 let m = self.member(txn, w, member)?;
                 let c = self.compiled(txn, &m.programme)?;
-                let mut st = self.rule_state(txn, w, member)?;
+                let mut st = MemberState::clone(&*self.rule_state(txn, w, member)?);
                 let new_tier = match tier {
                     Some(t) => {
                         check_text("tier", t)?;
@@ -325,8 +328,8 @@ impl Ledger {
         let note = (!cuts.is_empty() || ev.tier_change.is_some() || !zero.is_empty()).then(|| EarnNote { cuts, zero, tier: ev.tier_change.clone() });
         // Write the member's rule state back only when the event changed it (most earns under
         // uncapped rules do not): each write dirties a B-tree page at group commit.
-        if ev.state != st {
-            w.rules.states.push((m.id.clone(), ev.state));
+        if let Some(changed) = ev.state {
+            w.rules.states.push((m.id.clone(), changed));
         }
         let d: &mut Draft = w.draft();
         d.made = made;
@@ -347,7 +350,7 @@ impl Ledger {
         }
         for (m, s) in rw.states {
             cache.dirty.push(m.clone());
-            cache.states.insert(m, s);
+            cache.states.insert(m, Rc::new(s));
         }
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! Evaluation: an event against a compiled rule set and the member's rule state gives the
 //! awards (one per rule that fired, cut by caps and budgets) and, when asked, an explanation of
 //! every rule. Pure: the ledger posts the awards; a dry run only reports them.
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -70,8 +71,9 @@ pub struct Evaluation {
     pub notes: Vec<Note>,
     /// (from, to) when the event moves the member up a tier (TL-4 automatic upgrade)
     pub tier_change: Option<(String, String)>,
+    /// The member's new rule state, when the event changed it (None: unchanged, nothing to write).
     #[serde(skip)]
-    pub state: MemberState,
+    pub state: Option<MemberState>,
 }
 
 impl Evaluation {
@@ -97,7 +99,8 @@ struct Run<'a, B: Budgets> {
     at: Ms,
     e: Prepared,
     member: &'a str,
-    st: MemberState,
+    /// the member's rule state, copied on the first change (most events change nothing)
+    st: Cow<'a, MemberState>,
     budgets: B,
     budget_left: Vec<(String, String, i64)>,
     awards: Vec<Award>,
@@ -156,7 +159,7 @@ impl<B: Budgets> Run<'_, B> {
     fn count(&mut self, scope: &str, caps: &[Cap], n: i64) {
         for cap in caps {
             let idx = self.window_index(cap.window);
-            self.st.add(scope, cap.window, idx, n);
+            self.st.to_mut().add(scope, cap.window, idx, n);
         }
     }
 
@@ -259,7 +262,7 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
     let e = c.prepare(at, ev, m, &st.groups, st.purchases);
     // the member's id once per evaluation, shared by its awards
     let member: Arc<str> = m.id.as_str().into();
-    let mut run = Run { c, p, at, e, member: &m.id, st: st.clone(), budgets, budget_left: vec![], awards: Vec::with_capacity(AWARDS_PER_EVENT_TYPICAL), notes: vec![], explain, expiries: vec![], type_expiries: vec![] };
+    let mut run = Run { c, p, at, e, member: &m.id, st: Cow::Borrowed(st), budgets, budget_left: vec![], awards: Vec::with_capacity(AWARDS_PER_EVENT_TYPICAL), notes: vec![], explain, expiries: vec![], type_expiries: vec![] };
     let kind = run.e.kind;
     // (index into c.rules, award index) of accepted base awards
     let mut accepted: Vec<(usize, usize)> = Vec::with_capacity(AWARDS_PER_EVENT_TYPICAL);
@@ -313,8 +316,9 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
                     continue;
                 }
                 let s = if run.st.last_checkin == Some(run.e.day - 1) { run.st.streak + 1 } else { 1 };
-                run.st.streak = s;
-                run.st.last_checkin = Some(run.e.day);
+                let st = run.st.to_mut();
+                st.streak = s;
+                st.last_checkin = Some(run.e.day);
                 checked_in = true;
                 daily + if s % streak == 0 { *bonus } else { 0 }
             }
@@ -333,7 +337,7 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
                     continue;
                 }
                 referral_paid = true;
-                run.st.referral_paid = true;
+                run.st.to_mut().referral_paid = true;
                 let inviter_id = run.st.referrer.clone().unwrap();
                 let budget = cr.budget.clone();
                 let ai = run.awards.len();
@@ -444,7 +448,7 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
         let earned: i64 = run.awards.iter().filter(|a| *a.member == *m.id).map(|a| a.points).sum();
         let spend = if t.counts_as_spend(&ev.kind) { ev.amount } else { 0 };
         let month = run.e.month;
-        run.st.qualify(month, earned, spend, t.window_months);
+        run.st.to_mut().qualify(month, earned, spend, t.window_months);
         if !run.st.tier_override {
             let total = run.st.qualifying(t.basis, month, t.window_months);
             let level = t.level_for(total);
@@ -457,20 +461,24 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
     // Member facts later events depend on (ER-15).
     if ev.kind == "signup" && run.st.referrer.is_none() && run.st.purchases == 0 {
         if let Some(r) = ev.attr("referrer") {
-            run.st.referrer = Some(r.to_string());
+            run.st.to_mut().referrer = Some(r.to_string());
         }
     }
     // Only "any purchase yet" matters (ER-15, first-purchase conditions): counting on would change
     // the member's state, and so write it, on every purchase.
     if ev.kind == "purchase" && run.st.purchases == 0 {
-        run.st.purchases = 1;
+        run.st.to_mut().purchases = 1;
     }
     if explain {
         for (id, v) in &c.disabled {
             run.notes.push(Note { rule: id.clone(), version: *v, fired: false, points: 0, reason: "disabled".into() });
         }
     }
-    Evaluation { awards: run.awards, notes: run.notes, tier_change, state: run.st }
+    let state = match run.st {
+        Cow::Owned(new) if new != *st => Some(new),
+        _ => None,
+    };
+    Evaluation { awards: run.awards, notes: run.notes, tier_change, state }
 }
 
 #[cfg(test)]
