@@ -271,19 +271,32 @@ impl Ledger {
         dirty.sort_unstable();
         dirty.dedup();
         let cache = self.accounts.borrow();
-        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = dirty.iter().map(|k| (LogTag::Account.key(k.as_bytes()), encode(&cache[k]))).collect();
-        rows.extend(states.into_iter().map(|(m, v)| (LogTag::RuleState.key(m.as_bytes()), v)));
-        // Sorted already: accounts (tag a) then rule states (tag r), each sorted by key.
-        let entries: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
         // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
-        let key = seq_key(self.next_seq - 1);
-        self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &key, &StateLogBlob::encode(&entries))?;
-        for (k, _) in &entries {
-            self.logged.insert_tagged(k, self.next_seq - 1);
+        let record = self.next_seq - 1;
+        let n = dirty.len() + states.len();
+        let states_bytes: usize = states.iter().map(|(m, v)| 1 + m.len() + v.len()).sum();
+        let mut blob = StateLogBlobWriter::new(n, dirty.len() * STATE_LOG_ACCOUNT_BYTES_TYPICAL + states_bytes);
+        // In key order: accounts (tag a) then rule states (tag r), each sorted by key. Account
+        // states are encoded straight into the record.
+        let mut key = Vec::with_capacity(2 * ID_LENGTH_MAX + 2);
+        for k in &dirty {
+            key.clear();
+            key.push(LogTag::Account as u8);
+            key.extend_from_slice(k.as_bytes());
+            blob.push(&key, |out| encode_into(out, &cache[k]));
+            self.logged.insert_tagged(&key, record);
         }
+        for (m, v) in &states {
+            key.clear();
+            key.push(LogTag::RuleState as u8);
+            key.extend_from_slice(m.as_bytes());
+            blob.push(&key, |out| out.extend_from_slice(v));
+            self.logged.insert_tagged(&key, record);
+        }
+        self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &seq_key(record), &blob.finish())?;
         self.log_groups += 1;
-        self.log_entries += entries.len();
-        self.last_logged = entries.len();
+        self.log_entries += n;
+        self.last_logged = n;
         Ok(())
     }
 

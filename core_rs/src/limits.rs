@@ -62,6 +62,9 @@ pub const STATE_LOG_MERGE_AT_GROUPS: usize = 32;
 /// command waits, the writer merges a STATE_LOG_MERGE_SLICE_MIN slice in a commit of its own.
 pub const STATE_LOG_MERGE_SLICE_PER_STATE: usize = 2;
 pub const STATE_LOG_MERGE_SLICE_MIN: usize = 4_096;
+/// Bytes a logged member account typically takes (a balance and 3-5 lots): sizes a group's
+/// state log record up front, so encoding the group's accounts into it rarely reallocates.
+pub const STATE_LOG_ACCOUNT_BYTES_TYPICAL: usize = 320;
 /// The writer's in-memory filter of recorded command ids (`idem_filter.rs`): bits per id
 /// (~1% false positives) and the smallest filter (2 MiB). It is sized for twice the ids in the
 /// store at open (10 M ids: 32 MiB) and grows by a layer of twice the size when full.

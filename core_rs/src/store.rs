@@ -176,8 +176,13 @@ pub fn put<T: Serialize>(db: &Db, txn: &mut RwTxn<'_>, key: &[u8], value: &T) ->
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Most records fit: growing a Vec from empty cost ~8% of the writer in reallocations.
     let mut buf = Vec::with_capacity(ENCODE_BUFFER_BYTES);
-    rmp_serde::encode::write_named(&mut buf, value).expect("records always serialize");
+    encode_into(&mut buf, value);
     buf
+}
+
+/// Append a record's msgpack (named fields, as `encode`) to `out`.
+pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) {
+    rmp_serde::encode::write_named(out, value).expect("records always serialize");
 }
 
 const ENCODE_BUFFER_BYTES: usize = 512;
@@ -203,29 +208,23 @@ impl StateLogBlob {
 
     /// `entries` must be sorted by key, without duplicates.
     pub fn encode(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
-        debug_assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "state log entries sorted and unique");
-        let index = Self::HEADER + 8 * entries.len() + 4;
         let data: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
-        let mut out = Vec::with_capacity(index + data);
-        out.push(Self::VERSION);
-        out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-        let mut off = index;
+        let mut w = StateLogBlobWriter::new(entries.len(), data);
         for (k, v) in entries {
-            out.extend_from_slice(&(off as u32).to_le_bytes());
-            out.extend_from_slice(&((off + k.len()) as u32).to_le_bytes());
-            off += k.len() + v.len();
+            w.push(k, |out| out.extend_from_slice(v));
         }
-        out.extend_from_slice(&(off as u32).to_le_bytes());
-        for (k, v) in entries {
-            out.extend_from_slice(k);
-            out.extend_from_slice(v);
-        }
-        assert!(out.len() == off && off <= u32::MAX as usize, "state log blob layout");
-        out
+        w.finish()
     }
 
     fn corrupt() -> LedgerError {
         LedgerError::Storage("corrupt state log record".into())
+    }
+
+    /// Key i of a record being written (its index entries up to i are set).
+    fn entry_key_unchecked(blob: &[u8], i: usize) -> &[u8] {
+        let at = |j: usize| u32::from_le_bytes(blob[j..j + 4].try_into().unwrap()) as usize;
+        let p = Self::HEADER + 8 * i;
+        &blob[at(p)..at(p + 4)]
     }
 
     pub fn len(blob: &[u8]) -> Result<usize> {
@@ -296,6 +295,53 @@ impl StateLogBlob {
         Ok(out)
     }
 }
+/// Builds a `StateLogBlob` entry by entry, each value written in place (the writer encodes a
+/// group's states straight into the record instead of into a buffer each, then copying them).
+pub struct StateLogBlobWriter {
+    out: Vec<u8>,
+    n: usize,
+    i: usize,
+}
+
+impl StateLogBlobWriter {
+    /// A record of exactly `n` entries; `data_bytes` sizes the buffer (keys and values).
+    pub fn new(n: usize, data_bytes: usize) -> StateLogBlobWriter {
+        let index = StateLogBlob::HEADER + 8 * n + 4;
+        let mut out = Vec::with_capacity(index + data_bytes);
+        out.push(StateLogBlob::VERSION);
+        out.extend_from_slice(&(n as u32).to_le_bytes());
+        // the index is filled in as the entries arrive
+        out.resize(index, 0);
+        StateLogBlobWriter { out, n, i: 0 }
+    }
+
+    fn set(&mut self, at: usize, off: usize) {
+        assert!(off <= u32::MAX as usize, "a state log record is under 4 GiB");
+        self.out[at..at + 4].copy_from_slice(&(off as u32).to_le_bytes());
+    }
+
+    /// Append the next entry (keys strictly ascending): `key`, then whatever `value` writes.
+    pub fn push(&mut self, key: &[u8], value: impl FnOnce(&mut Vec<u8>)) {
+        assert!(self.i < self.n, "more entries than the record was sized for");
+        debug_assert!(self.i == 0 || StateLogBlob::entry_key_unchecked(&self.out, self.i - 1) < key, "state log entries sorted and unique");
+        let at = StateLogBlob::HEADER + 8 * self.i;
+        let k = self.out.len();
+        self.out.extend_from_slice(key);
+        let v = self.out.len();
+        value(&mut self.out);
+        self.set(at, k);
+        self.set(at + 4, v);
+        self.i += 1;
+    }
+
+    pub fn finish(mut self) -> Vec<u8> {
+        assert_eq!(self.i, self.n, "fewer entries than the record was sized for");
+        let end = self.out.len();
+        self.set(StateLogBlob::HEADER + 8 * self.n, end);
+        self.out
+    }
+}
+
 /// Which database a logged state belongs to: the first byte of its key in a `state_log` record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogTag {
