@@ -179,6 +179,12 @@ class Ledger:
         """Tier levels (a new version each time). Returns the version."""
         return self.execute(r.RecordCommand(id, "define_tiers", tiers.pack()), at=at).amount
 
+    def tiers(self, programme: str) -> r.Tiers | None:
+        """The programme's current tier levels (with their version), None when it has none.
+        UnknownProgramme for a programme that does not exist."""
+        b = self.engine.tiers(programme)
+        return None if b is None else r.Tiers.from_wire(_unpack(b))
+
     def set_earn_policy(self, programme: str, *, tz_offset_min: int = 480, caps: Sequence[r.Cap] = (),
                         id: str, at: int | None = None) -> _core.Receipt:
         """Programme time zone for calendar days and per-member caps over all rules (ER-30)."""

@@ -488,6 +488,14 @@ class Tiers:
     """Point type of the tier multiplier's extra lots."""
     spend_kinds: tuple[str, ...] = ()
     """Event kinds counted as spend (default purchase, card_spend)."""
+    version: int = 0
+    """Assigned by the ledger: 1 on the first definition, +1 on each one after."""
+
+    @staticmethod
+    def from_wire(w: dict[str, Any]) -> Tiers:
+        levels = tuple(TierLevel(lv["name"], lv["threshold"], lv["num"], lv["den"]) for lv in w["levels"])
+        return Tiers(w["programme"], levels, w["basis"], w["window_months"], w.get("point_type", ""),
+                     tuple(w.get("spend_kinds", ())), w.get("version", 0))
 
     def pack(self) -> bytes:
         _int("tiers.window_months", self.window_months)
@@ -496,7 +504,7 @@ class Tiers:
             for k in ("threshold", "num", "den"):
                 _int(f"tiers.levels[{i}].{k}", getattr(lv, k))
             levels.append({"name": lv.name, "threshold": lv.threshold, "num": lv.num, "den": lv.den})
-        return msgpack.packb({"programme": self.programme, "version": 0, "basis": self.basis,
+        return msgpack.packb({"programme": self.programme, "version": self.version, "basis": self.basis,
                               "window_months": self.window_months, "levels": levels,
                               "spend_kinds": _strs("tiers.spend_kinds", self.spend_kinds),
                               "point_type": self.point_type})

@@ -73,9 +73,19 @@ def test_campaigns_tiers_and_errors(admin: Client, server: Server) -> None:
     assert rc.seq > 0 and not rc.replayed
     st = admin.call(s, "GetCampaignStatus", R.GetCampaignStatusRequest(programme="p", campaign_id="x"))
     assert (st.budget, st.granted, st.left) == (1_000, 0, 1_000)
+    none = admin.call(s, "ListTiers", R.ListTiersRequest(programme="p"))
+    assert (none.version, none.body) == (0, b""), "no tiers yet: version 0, empty body"
     tiers = r.Tiers("p", (r.TierLevel("ordinary", 0), r.TierLevel("gold", 1_000, 3, 2)), point_type="bonus")
     assert admin.call(s, "DefineTiers", R.DefineTiersRequest(request_id="tiers.1", programme="p", body=tiers.pack())).version == 1
-    expect_error(admin.call, s, "ListTiers", R.ListTiersRequest(programme="p"), code=S.UNIMPLEMENTED, reason="NOT_IMPLEMENTED")
+    silver = r.Tiers("p", (r.TierLevel("ordinary", 0), r.TierLevel("silver", 500), r.TierLevel("gold", 1_000, 3, 2)),
+                     point_type="bonus")
+    assert admin.call(s, "DefineTiers", R.DefineTiersRequest(request_id="tiers.2", programme="p", body=silver.pack())).version == 2
+    listed = admin.call(s, "ListTiers", R.ListTiersRequest(programme="p"))
+    got = r.Tiers.from_wire(msgpack.unpackb(listed.body))
+    assert listed.version == got.version == 2 and got.levels == silver.levels and got.point_type == "bonus"
+    expect_error(admin.call, s, "ListTiers", R.ListTiersRequest(programme="nope"), code=S.NOT_FOUND, reason="UNKNOWN_PROGRAMME")
+    expect_error(admin.call, s, "ListTiers", R.ListTiersRequest(), code=S.INVALID_ARGUMENT, reason="INVALID_ARGUMENT",
+                 field="programme")
     w = r.Rule("p", "bad", r.Rate(1, CNY), "general").wire()
     w["action"]["rate"]["points"] = 0
     bad = R.RuleBody(programme="p", rule_id="bad", body=msgpack.packb(w))

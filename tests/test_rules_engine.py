@@ -188,7 +188,12 @@ TIERS = r.Tiers("p", (r.TierLevel("ordinary", 0), r.TierLevel("silver", 1_000), 
 
 
 def test_tl1_tl2_tl4_upgrade_multiplier_downgrade_and_override(shop: pp.Ledger) -> None:
+    assert shop.tiers(shop.member("a").programme) is None, "no tiers until they are defined"
     shop.define_tiers(TIERS, id="tiers-1")
+    stored = shop.tiers(shop.member("a").programme)
+    assert stored is not None and stored.version == 1 and stored.levels == TIERS.levels and stored.basis == TIERS.basis
+    with pytest.raises(pp.UnknownProgramme):
+        shop.tiers("no-such-programme")
     shop.define_rule(rule("spend", r.Rate(1, CNY), "purchase"))
     at = local(2024, 5, 1)
     res = earn(shop, "purchase", "a", 1_000 * CNY, at=at)

@@ -125,7 +125,8 @@ class RuleServicer(Servicer, rules_pb2_grpc.RuleServiceServicer):
 
     @rpc("rules.list", default_field="programme")
     def ListTiers(self, req: pb.ListTiersRequest, context: grpc.ServicerContext, who: Any) -> pb.ListTiersResponse:
-        raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED", "the core has no tier query yet", "programme")
+        t = self.app.ledger.tiers(require(req.programme, "programme"))
+        return pb.ListTiersResponse() if t is None else pb.ListTiersResponse(version=t.version, body=t.pack())
 
     @rpc("rules.earn", default_field="event.member_id")
     def Earn(self, req: pb.EarnRequest, context: grpc.ServicerContext, who: Any) -> pb.EarnResponse:

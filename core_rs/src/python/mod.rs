@@ -474,6 +474,17 @@ impl Engine {
         Ok((PyBytes::new(py, &encode(&st.campaign)), st.granted, st.left))
     }
 
+    /// msgpack of the programme's current tier policy (TL-1..5), or None when it has none.
+    fn tiers<'py>(&self, py: Python<'py>, programme: String) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let e = self.engine(py)?;
+        let b = detached(py, move || {
+            crate::query::programme(&e.store, &programme)?;
+            let txn = e.store.read_txn()?;
+            Ok(rules::tiers(&e.store, &txn, &programme)?.map(|t| encode(&t)))
+        })?;
+        Ok(b.map(|b| PyBytes::new(py, &b)))
+    }
+
     /// msgpack of a member's rule state (cap counters, streak, referral, qualification).
     fn rule_state<'py>(&self, py: Python<'py>, member: String) -> PyResult<Bound<'py, PyBytes>> {
         let e = self.engine(py)?;
