@@ -3,7 +3,7 @@ loads are in bench/harness.py so the smoke test in tests/ reuses them on a tiny 
 
 Env vars:
   PYPOINTS_BENCH_MEMBERS        members in the data set (default 1,000,000)
-  PYPOINTS_BENCH_ROUNDS         rounds per batch benchmark (default 5)
+  PYPOINTS_BENCH_ROUNDS         rounds per batch benchmark (default 5; 15 pairs for earn vs credit)
   PYPOINTS_BENCH_SINGLE_ROUNDS  rounds of the one-command-per-commit benchmark (default 200)
   PYPOINTS_BENCH_DIR            parent of the temporary data directories (default: the system's)
 """

@@ -23,8 +23,13 @@ RESULTS: list[dict[str, Any]] = []
 LOADS: list[dict[str, Any]] = []
 
 
-def rounds() -> int:
-    return wl.env_int("PYPOINTS_BENCH_ROUNDS", 5)
+def rounds(default: int = 5) -> int:
+    return wl.env_int("PYPOINTS_BENCH_ROUNDS", default)
+
+
+# Paired benchmarks compare two kinds through the sum over their pairs; a single pair swings
+# with whichever batch a merge slice lands in, so they need more rounds than a median does.
+PAIRED_ROUNDS = 15
 
 
 def single_rounds() -> int:

@@ -88,6 +88,6 @@ def paired(benchmark: Any, store: harness.Store, n: int) -> None:
         return earn_batch(st, n)
 
     harness.run_rounds(benchmark, store, workload=f"earn batch {n:,} ({RULE_COUNT} rules)", make=make,
-                       run=store.submit, commands=n, n_rounds=harness.rounds())
+                       run=store.submit, commands=n, n_rounds=harness.rounds(harness.PAIRED_ROUNDS))
     timing = harness.record_times(store, f"credit batch {n:,} (paired)", n, credit_s, credit)
     benchmark.extra_info.update({f"credit_{k}": v for k, v in timing.items()}, credit_round_s=credit_s)
