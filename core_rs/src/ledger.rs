@@ -42,8 +42,10 @@ pub struct Ledger {
     /// `state_log` records and the account states in them since the last checkpoint.
     log_groups: usize,
     log_entries: usize,
-    /// states the last group logged (sizes its merge slice)
+    /// states the last group logged (sizes its merge slice), and whether they folded into the
+    /// newest record instead of taking a record slot
     last_logged: usize,
+    last_folded: bool,
     /// The rolling merge of the state log into the B-trees, when one is under way.
     merge: Option<MergeCycle>,
     /// When rolling merges start and how large their slices are.
@@ -68,14 +70,16 @@ struct MergeCycle {
     merged: usize,
 }
 
-/// When a rolling merge of the state log starts (log size in states or group records) and how
-/// large its slices are (`limits::STATE_LOG_MERGE_*`; tests use small ones).
+/// When a rolling merge of the state log starts (log size in states or group records), how
+/// large its slices are, and up to how many states a small group folds into the newest record
+/// instead of appending its own (`limits::STATE_LOG_*`; tests use small ones, and 0 = never fold).
 #[derive(Debug, Clone, Copy)]
 pub struct MergePolicy {
     pub at_entries: usize,
     pub at_groups: usize,
     pub slice_min: usize,
     pub slice_per_state: usize,
+    pub fold_entries_max: usize,
 }
 
 impl Default for MergePolicy {
@@ -85,6 +89,7 @@ impl Default for MergePolicy {
             at_groups: STATE_LOG_MERGE_AT_GROUPS,
             slice_min: STATE_LOG_MERGE_SLICE_MIN,
             slice_per_state: STATE_LOG_MERGE_SLICE_PER_STATE,
+            fold_entries_max: STATE_LOG_FOLD_ENTRIES_MAX,
         }
     }
 }
@@ -164,6 +169,7 @@ impl Ledger {
             log_groups: 0,
             log_entries: 0,
             last_logged: 0,
+            last_folded: false,
             merge: None,
             merge_policy: MergePolicy::default(),
             full_checkpoints: 0,
@@ -247,9 +253,11 @@ impl Ledger {
                 None => false,
                 Some(m) => {
                     // Finish before the log reaches its record bound (a full checkpoint is a
-                    // stall), even when small commits follow a large log.
+                    // stall), even when small commits follow a large log: each group that took
+                    // a record slot carries its share. A group folded into the newest record
+                    // took none, and carries only a slice in proportion to its size.
                     let headroom = STATE_LOG_GROUPS_MAX.saturating_sub(self.log_groups + 2).max(1);
-                    let pace = m.keys.saturating_sub(m.merged).div_ceil(headroom);
+                    let pace = if self.last_folded { 0 } else { m.keys.saturating_sub(m.merged).div_ceil(headroom) };
                     let slice = (self.last_logged * p.slice_per_state).max(p.slice_min).max(pace).max(1);
                     self.merge_step(txn, slice)?
                 }
@@ -265,15 +273,19 @@ impl Ledger {
         let mut dirty = std::mem::take(&mut self.accounts_dirty);
         let states = self.rules_dirty_states();
         self.last_logged = 0;
+        self.last_folded = false;
         if dirty.is_empty() && states.is_empty() {
             return Ok(());
         }
         dirty.sort_unstable();
         dirty.dedup();
-        let cache = self.accounts.borrow();
         // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
         let record = self.next_seq - 1;
         let n = dirty.len() + states.len();
+        if let Some((prev, old)) = self.fold_target(txn, n)? {
+            return self.fold_into(txn, prev, old, &dirty, states, record);
+        }
+        let cache = self.accounts.borrow();
         let states_bytes: usize = states.iter().map(|(m, v)| 1 + m.len() + v.len()).sum();
         let mut blob = StateLogBlobWriter::new(n, dirty.len() * STATE_LOG_ACCOUNT_BYTES_TYPICAL + states_bytes);
         // In key order: accounts (tag a) then rule states (tag r), each sorted by key. Account
@@ -297,6 +309,65 @@ impl Ledger {
         self.log_groups += 1;
         self.log_entries += n;
         self.last_logged = n;
+        Ok(())
+    }
+
+    /// The newest record, as (its seq, its entries), when a group of `n` states may fold into
+    /// it: small groups (a busy unary server commits many) would otherwise each take one of the
+    /// log's STATE_LOG_GROUPS_MAX record slots, and the merge pacing then has to load large
+    /// slices onto small commits. A record a merge cycle covers is never rewritten.
+    fn fold_target(&self, txn: &RwTxn<'_>, n: usize) -> Result<Option<(u64, Vec<(Vec<u8>, Vec<u8>)>)>> {
+        let max = self.merge_policy.fold_entries_max;
+        if n == 0 || n > max {
+            return Ok(None);
+        }
+        let Some((k, blob)) = self.store.state_log.last(txn)? else {
+            return Ok(None);
+        };
+        let prev = record_seq(k)?;
+        if self.merge.as_ref().is_some_and(|m| prev <= m.upto) || StateLogBlob::len(blob)? + n > max {
+            return Ok(None);
+        }
+        Ok(Some((prev, StateLogBlob::entries(blob)?.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())))
+    }
+
+    /// Replace record `prev` by one at `record` holding its states and the group's (the group's
+    /// win on the same key), in one write: readers see the old record or the new, never neither.
+    fn fold_into(&mut self, txn: &mut RwTxn<'_>, prev: u64, old: Vec<(Vec<u8>, Vec<u8>)>, dirty: &[String], states: Vec<(String, Vec<u8>)>, record: u64) -> Result<()> {
+        let before = old.len();
+        let mut new: Vec<(Vec<u8>, Vec<u8>)> = {
+            let cache = self.accounts.borrow();
+            dirty.iter().map(|k| (LogTag::Account.key(k.as_bytes()), encode(&cache[k]))).collect()
+        };
+        new.extend(states.into_iter().map(|(m, v)| (LogTag::RuleState.key(m.as_bytes()), v)));
+        let added = new.len();
+        // both sorted by key: merge them
+        let mut rows = Vec::with_capacity(old.len() + new.len());
+        let (mut a, mut b) = (old.into_iter().peekable(), new.into_iter().peekable());
+        loop {
+            let order = match (a.peek(), b.peek()) {
+                (None, None) => break,
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (Some((ka, _)), Some((kb, _))) => ka.cmp(kb),
+            };
+            let row = match order {
+                std::cmp::Ordering::Less => a.next(),
+                std::cmp::Ordering::Greater => b.next(),
+                // the group's state is the newer
+                std::cmp::Ordering::Equal => a.next().and(b.next()),
+            };
+            rows.push(row.expect("peeked"));
+        }
+        let entries: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
+        self.store.state_log.delete(txn, &seq_key(prev))?;
+        self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &seq_key(record), &StateLogBlob::encode(&entries))?;
+        for (k, _) in &entries {
+            self.logged.insert_tagged(k, record);
+        }
+        self.log_entries = self.log_entries - before + entries.len();
+        self.last_logged = added;
+        self.last_folded = true;
         Ok(())
     }
 

@@ -62,6 +62,10 @@ pub const STATE_LOG_MERGE_AT_GROUPS: usize = 32;
 /// command waits, the writer merges a STATE_LOG_MERGE_SLICE_MIN slice in a commit of its own.
 pub const STATE_LOG_MERGE_SLICE_PER_STATE: usize = 2;
 pub const STATE_LOG_MERGE_SLICE_MIN: usize = 4_096;
+/// A group that changed at most this many states folds them into the newest state log record
+/// (while it holds at most this many) instead of appending a record of its own: a busy unary
+/// server's small commits then share records, and leave the merge's slices small.
+pub const STATE_LOG_FOLD_ENTRIES_MAX: usize = 256;
 /// Bytes a logged member account typically takes (a balance and 3-5 lots): sizes a group's
 /// state log record up front, so encoding the group's accounts into it rarely reallocates.
 pub const STATE_LOG_ACCOUNT_BYTES_TYPICAL: usize = 320;

@@ -72,7 +72,10 @@ fn define(r: Rule) -> Command {
 
 /// A programme `shop` with one never-expiring type `pts`, members a, b, c.
 fn fx() -> Fx {
-    let fx = Fx::new();
+    fx_on(Fx::new())
+}
+
+fn fx_on(fx: Fx) -> Fx {
     let at = t0();
     fx.ok(at, define_programme(P));
     fx.ok(at, define_type(P, pt(T, 0, Validity::None, true, plain_rate(), vec![])));
@@ -755,7 +758,7 @@ fn a_repeat_purchase_under_uncapped_rules_leaves_the_member_state_unwritten() {
     use pypoints_core::store::{LogTag, StateLogBlob};
     // Only "has purchased" matters (ER-15): the first purchase records it, later ones change
     // nothing, so their group commits log the account alone, not the member's rule state.
-    let fx = fx();
+    let fx = fx_on(Fx::new_with(Fx::record_per_group()));
     fx.ok(t0(), define(rule("spend", &["purchase"], rate(1, CNY))));
     let logged_rule_states = |fx: &Fx| {
         let txn = fx.store().read_txn().unwrap();

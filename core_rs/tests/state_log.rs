@@ -89,7 +89,8 @@ fn accounts_live_in_the_log_until_a_checkpoint_and_in_the_btree_after_close() {
 
 #[test]
 fn the_writer_checkpoints_when_the_log_is_full_and_reads_stay_exact() {
-    let fx = Fx::standard();
+    // a record per group, so that small groups fill the log's record bound
+    let fx = Fx::standard_with(Fx::record_per_group());
     let groups = STATE_LOG_GROUPS_MAX as i64 + 5;
     for i in 0..groups {
         let m = ["alice", "bob", "carol"][i as usize % 3];
@@ -123,7 +124,8 @@ fn a_crash_before_any_checkpoint_loses_no_committed_account_state() {
             ledger.flush_group(&mut txn).unwrap();
             txn.commit().unwrap();
         }
-        assert_eq!(log_records(&store), 3);
+        // small groups share the newest record (STATE_LOG_FOLD_ENTRIES_MAX)
+        assert_eq!(log_records(&store), 1);
     }
     let engine = Engine::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
     let b = pypoints_core::query::balances(&engine.store, "bob", Some("internal"), t0()).unwrap();
@@ -206,7 +208,7 @@ fn a_rolling_merge_writes_the_log_into_the_btree_a_slice_per_group_then_drops_th
     let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
     let mut ledger = Ledger::open(store.clone()).unwrap();
     // A merge starts once 3 records are logged and merges 4 keys per group.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 4, slice_per_state: 0 };
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 4, slice_per_state: 0, fold_entries_max: 0 };
     let mut want = vec![0i64; MEMBERS];
     let mut merged_at = None;
     for g in 0..12 {
@@ -256,11 +258,13 @@ proptest! {
         at_groups in 1usize..6,
         slice_min in 1usize..6,
         slice_per_state in 0usize..3,
+        // 0: a record per group; otherwise small groups fold into the newest record
+        fold_entries_max in prop_oneof![Just(0usize), 1usize..40],
     ) {
         let dir = members_store();
         let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
         let mut ledger = Ledger::open(store.clone()).unwrap();
-        ledger.merge_policy = MergePolicy { at_entries, at_groups, slice_min, slice_per_state };
+        ledger.merge_policy = MergePolicy { at_entries, at_groups, slice_min, slice_per_state, fold_entries_max };
         let mut want = vec![0i64; MEMBERS];
         let mut id = 0;
         for cmds in &groups {
@@ -297,7 +301,7 @@ fn an_idle_writer_finishes_a_rolling_merge_in_small_commits_of_its_own() {
     let dir = members_store();
     // Merges start at 2 records and every slice is 1 key: the second group commit merges one
     // of the 13 keys, the writer's idle steps must do the rest.
-    let policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0 };
+    let policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0, fold_entries_max: 0 };
     let engine = Engine::open_with(dir.path(), MAP_SIZE, Durability::Sync, policy).unwrap();
     for g in 0..2 {
         let cmds = (0..MEMBERS).map(|i| envelope(&format!("g{g}.{i}"), t0(), credit(&member(i), "internal", 5))).collect();
@@ -326,7 +330,7 @@ fn small_commits_after_a_large_log_finish_the_merge_before_the_log_reaches_its_r
     let mut ledger = Ledger::open(store.clone()).unwrap();
     // Slices of 1 key: without pacing, 13 keys would take 13 groups; here the merge starts
     // with the log 3 records short of STATE_LOG_GROUPS_MAX and must keep up.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: STATE_LOG_GROUPS_MAX - 3, slice_min: 1, slice_per_state: 0 };
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: STATE_LOG_GROUPS_MAX - 3, slice_min: 1, slice_per_state: 0, fold_entries_max: 0 };
     for g in 0..(STATE_LOG_GROUPS_MAX + 10) {
         let m = member(g % MEMBERS);
         let cmds = vec![(format!("s{g}"), credit(&m, "internal", 1))];
@@ -338,4 +342,34 @@ fn small_commits_after_a_large_log_finish_the_merge_before_the_log_reaches_its_r
         let credits = (0..(STATE_LOG_GROUPS_MAX + 10)).filter(|g| g % MEMBERS == i).count() as i64;
         assert_eq!(reader_total(&store, &member(i)), credits);
     }
+}
+
+#[test]
+fn small_groups_fold_into_the_newest_record_but_never_into_one_a_merge_covers() {
+    let dir = members_store();
+    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+    let mut ledger = Ledger::open(store.clone()).unwrap();
+    // A record takes up to 8 states by folding; a merge starts at 2 records, 1 key per step.
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0, fold_entries_max: 8 };
+    let mut want = vec![0i64; MEMBERS];
+    let mut records = vec![];
+    for g in 0..12usize {
+        // one credit: the member's account and issuance, 2 states
+        let m = g % MEMBERS;
+        want[m] += 1 + g as i64;
+        group(&store, &mut ledger, &[(format!("f{g}"), credit(&member(m), "internal", 1 + g as i64))]);
+        records.push(log_records(&store));
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(reader_total(&store, &member(i)), *w, "group {g} member {i}");
+        }
+    }
+    // g0 starts a record; g1..g5 fold into it (2, 3, … 7 states: members 0-5 and issuance);
+    // g6 would make 9 and starts a second record, which starts a merge covering both; g7 may
+    // not fold into a covered record and starts a third; g8 folds into g7's.
+    assert_eq!(&records[..9], &[1, 1, 1, 1, 1, 1, 2, 3, 3], "{records:?}");
+    let r = pypoints_core::audit::audit(&store).unwrap();
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
+    drop(ledger);
+    drop(store);
+    reopen_after_a_crash_and_carry_on(&dir, &want, 0, 1);
 }

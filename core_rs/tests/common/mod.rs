@@ -157,6 +157,26 @@ impl Fx {
         fx
     }
 
+    /// An empty store whose writer uses this state log merge policy.
+    pub fn new_with(policy: pypoints_core::ledger::MergePolicy) -> Fx {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open_with(dir.path(), MAP_SIZE, Durability::Sync, policy).unwrap();
+        Fx { dir, engine, next: Cell::new(0) }
+    }
+
+    /// The standard set-up on a writer with this state log merge policy.
+    pub fn standard_with(policy: pypoints_core::ledger::MergePolicy) -> Fx {
+        let fx = Fx::new_with(policy);
+        setup_standard(&fx);
+        fx
+    }
+
+    /// A writer that logs every group commit in a record of its own (no folding), for tests
+    /// that look at what one group logged.
+    pub fn record_per_group() -> pypoints_core::ledger::MergePolicy {
+        pypoints_core::ledger::MergePolicy { fold_entries_max: 0, ..Default::default() }
+    }
+
     pub fn path(&self) -> PathBuf {
         self.dir.path().to_path_buf()
     }
