@@ -1,7 +1,7 @@
 """Rules engine benchmarks (issue #3): durable earn batches (100 active rules) against plain
 credit batches on the same loaded data set, uniformly random members, paired round by round
-(`rules_harness.paired`). Target: earn within 30 % of credit throughput. Pure rule evaluation (events/s at 10/100/1,000 rules) is measured in Rust:
-`cargo run --release --example rules_bench`."""
+(`rules_harness.paired`). Target: earn within 30 % of credit throughput. Pure rule evaluation
+(events/s at 10/100/1,000 rules) is measured in Rust: bench/test_rules_eval_bench.py."""
 
 from collections.abc import Iterator
 

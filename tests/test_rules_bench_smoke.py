@@ -47,3 +47,16 @@ def test_summary_states_earn_as_a_share_of_credit() -> None:
         assert earn and earn[0].endswith("64% of credit (sustained 80%)"), earn
     finally:
         harness.RESULTS.clear()
+
+
+def test_rule_evaluation_bench_reads_the_rust_table() -> None:
+    # bench/test_rules_eval_bench.py runs core_rs's rules_bench example and parses its table
+    from bench.test_rules_eval_bench import parse
+
+    table = (" rules        set       events/s      rule checks/s  fired/event\n"
+             "   100  same kind         342428           34242775        10.68\n"
+             "   100      mixed         797648            7976478         3.27\n")
+    assert parse(table) == [
+        {"rules": 100, "set": "same kind", "events_per_s": 342_428, "rule_checks_per_s": 34_242_775, "awards_per_event": 10.68},
+        {"rules": 100, "set": "mixed", "events_per_s": 797_648, "rule_checks_per_s": 7_976_478, "awards_per_event": 3.27},
+    ]
