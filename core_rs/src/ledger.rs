@@ -266,6 +266,7 @@ impl Ledger {
         if self.accounts.borrow().len() > ACCOUNT_CACHE_ENTRIES_MAX {
             self.accounts.borrow_mut().clear();
         }
+        self.trim_rule_states();
         Ok(full)
     }
 

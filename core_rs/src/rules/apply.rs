@@ -361,14 +361,19 @@ impl Ledger {
         let mut dirty = std::mem::take(&mut cache.dirty);
         dirty.sort_unstable();
         dirty.dedup();
-        let out = dirty.into_iter().map(|k| {
+        dirty.into_iter().map(|k| {
             let v = encode(&cache.states[&k]);
             (k, v)
-        }).collect();
+        }).collect()
+    }
+
+    /// Start the rule state cache over when it outgrows RULE_STATE_CACHE_ENTRIES_MAX (once the
+    /// group's states are logged, like the account cache).
+    pub(super) fn trim_rule_states(&mut self) {
+        let mut cache = self.rules.borrow_mut();
         if cache.states.len() > RULE_STATE_CACHE_ENTRIES_MAX {
             cache.states.clear();
         }
-        out
     }
 }
 
