@@ -283,9 +283,7 @@ impl Ledger {
         // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
         let record = self.next_seq - 1;
         let n = dirty.len() + states.len();
-        if let Some((prev, old)) = self.fold_target(txn, n)? {
-            return self.fold_into(txn, prev, old, &dirty, states, record);
-        }
+        let fold = self.fold_target(txn, n)?;
         let cache = self.accounts.borrow();
         let states_bytes: usize = states.iter().map(|(m, v)| 1 + m.len() + v.len()).sum();
         let mut blob = StateLogBlobWriter::new(n, dirty.len() * STATE_LOG_ACCOUNT_BYTES_TYPICAL + states_bytes);
@@ -306,10 +304,15 @@ impl Ledger {
             blob.push(&key, |out| out.extend_from_slice(v));
             self.logged.insert_tagged(&key, record);
         }
-        self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &seq_key(record), &blob.finish())?;
+        drop(cache);
+        let blob = blob.finish();
+        self.last_logged = n;
+        if let Some((prev, old)) = fold {
+            return self.fold_into(txn, prev, old, &blob, record);
+        }
+        self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &seq_key(record), &blob)?;
         self.log_groups += 1;
         self.log_entries += n;
-        self.last_logged = n;
         Ok(())
     }
 
@@ -332,19 +335,14 @@ impl Ledger {
         Ok(Some((prev, StateLogBlob::entries(blob)?.into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())))
     }
 
-    /// Replace record `prev` by one at `record` holding its states and the group's (the group's
-    /// win on the same key), in one write: readers see the old record or the new, never neither.
-    fn fold_into(&mut self, txn: &mut RwTxn<'_>, prev: u64, old: Vec<(Vec<u8>, Vec<u8>)>, dirty: &[String], states: Vec<(String, Vec<u8>)>, record: u64) -> Result<()> {
-        let before = old.len();
-        let mut new: Vec<(Vec<u8>, Vec<u8>)> = {
-            let cache = self.accounts.borrow();
-            dirty.iter().map(|k| (LogTag::Account.key(k.as_bytes()), encode(&cache[k]))).collect()
-        };
-        new.extend(states.into_iter().map(|(m, v)| (LogTag::RuleState.key(m.as_bytes()), v)));
-        let added = new.len();
+    /// Replace record `prev` by one at `record` holding its states and the group's record
+    /// `group` (the group's win on the same key), in one write: readers see the old record or the
+    /// new, never neither. The group's keys already point at `record`.
+    fn fold_into(&mut self, txn: &mut RwTxn<'_>, prev: u64, old: Vec<(Vec<u8>, Vec<u8>)>, group: &[u8], record: u64) -> Result<()> {
+        let new = StateLogBlob::entries(group)?;
         // both sorted by key: merge them
-        let mut rows = Vec::with_capacity(old.len() + new.len());
-        let (mut a, mut b) = (old.into_iter().peekable(), new.into_iter().peekable());
+        let mut rows: Vec<(&[u8], &[u8])> = Vec::with_capacity(old.len() + new.len());
+        let (mut a, mut b) = (old.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).peekable(), new.into_iter().peekable());
         loop {
             let order = match (a.peek(), b.peek()) {
                 (None, None) => break,
@@ -360,14 +358,12 @@ impl Ledger {
             };
             rows.push(row.expect("peeked"));
         }
-        let entries: Vec<(&[u8], &[u8])> = rows.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
         self.store.state_log.delete(txn, &seq_key(prev))?;
-        self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &seq_key(record), &StateLogBlob::encode(&entries))?;
-        for (k, _) in &entries {
+        self.store.state_log.put_with_flags(txn, PutFlags::APPEND, &seq_key(record), &StateLogBlob::encode(&rows))?;
+        for (k, _) in &old {
             self.logged.insert_tagged(k, record);
         }
-        self.log_entries = self.log_entries - before + entries.len();
-        self.last_logged = added;
+        self.log_entries = self.log_entries - old.len() + rows.len();
         self.last_folded = true;
         Ok(())
     }
