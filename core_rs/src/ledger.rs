@@ -5,6 +5,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
+use compact_str::CompactString as AcctKey;
 use rustc_hash::FxHashMap;
 use std::sync::Arc as Rc;
 
@@ -13,6 +14,7 @@ use heed::{PutFlags, RwTxn};
 use crate::command::*;
 use crate::error::{invalid, LedgerError, Result};
 use crate::idem_filter::IdemFilter;
+use crate::sealer::Sealer;
 use crate::limits::*;
 use crate::model::*;
 use crate::store::*;
@@ -25,15 +27,20 @@ pub struct Ledger {
     pub store: Store,
     programmes: HashMap<String, Programme>,
     next_seq: u64,
-    last_hash: Vec<u8>,
+    /// Serializes and chain-hashes journal entries on a thread of its own (`sealer.rs`).
+    sealer: RefCell<Sealer>,
+    /// The first seq not yet put into the journal: later entries are with the sealer.
+    put_next: u64,
     next_lot: u64,
     /// Write-behind cache of accounts: an account is read from LMDB once, kept here, and logged
     /// once per group commit (`flush_group`: one sorted `state_log` record per group), however
     /// many commands of the group touched it. The same write transaction commits the log record,
     /// so LMDB readers always see exactly the committed state. Cleared by `reload` after an
     /// abort and when it outgrows ACCOUNT_CACHE_ENTRIES_MAX.
-    accounts: RefCell<FxHashMap<String, Account>>,
-    accounts_dirty: Vec<String>,
+    /// Keys are inline strings (`AcctKey`): at a million members a lookup's key comparison
+    /// would otherwise chase a heap pointer, one more cache miss per account touched.
+    accounts: RefCell<FxHashMap<AcctKey, Account>>,
+    accounts_dirty: Vec<AcctKey>,
     /// Every recorded command id (a Bloom filter): most ids are new, and this proves it
     /// without an LMDB lookup.
     idem: IdemFilter,
@@ -53,7 +60,7 @@ pub struct Ledger {
     /// Full checkpoints so far (on close, before expire, past the log's hard bounds).
     pub full_checkpoints: u64,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
-    members: RefCell<FxHashMap<String, Rc<Member>>>,
+    members: RefCell<FxHashMap<AcctKey, Rc<Member>>>,
     /// Compiled rule sets and write-behind member rule states (rules/apply.rs).
     rules: RefCell<rules_apply::RulesCache>,
 }
@@ -112,7 +119,7 @@ struct Draft {
 struct Work {
     seq0: u64,
     next_lot: u64,
-    accounts: Vec<(String, Account)>,
+    accounts: Vec<(AcctKey, Account)>,
     members: Vec<Member>,
     holds: Vec<Hold>,
     open_holds_put: Vec<Vec<u8>>,
@@ -161,7 +168,8 @@ impl Ledger {
             store,
             programmes: HashMap::new(),
             next_seq: 1,
-            last_hash: vec![0; 32],
+            sealer: RefCell::new(Sealer::new(vec![0; 32])?),
+            put_next: 1,
             next_lot: 0,
             accounts: RefCell::default(),
             accounts_dirty: Vec::new(),
@@ -198,13 +206,14 @@ impl Ledger {
             Some((_, v)) => {
                 let e: Entry = decode(v)?;
                 self.next_seq = e.seq + 1;
-                self.last_hash = e.h;
+                self.sealer.get_mut().reset(e.h)?;
             }
             None => {
                 self.next_seq = 1;
-                self.last_hash = vec![0; 32];
+                self.sealer.get_mut().reset(vec![0; 32])?;
             }
         }
+        self.put_next = self.next_seq;
         self.next_lot = get::<Head>(&self.store.meta, &txn, HEAD_KEY)?.map_or(0, |h| h.next_lot);
         // A merge under way is not resumed: a new one starts when the log is large again.
         self.merge = None;
@@ -240,6 +249,7 @@ impl Ledger {
     /// log is large), or checkpoint all at once if the log outgrew its hard bounds anyway.
     /// Returns true when a merge or checkpoint completed (the log lost its oldest records).
     pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
+        self.put_sealed(txn, true)?;
         self.log_dirty(txn)?;
         let full = if self.log_groups > STATE_LOG_GROUPS_MAX || self.log_entries > STATE_LOG_ENTRIES_MAX {
             self.checkpoint(txn)?;
@@ -290,13 +300,39 @@ impl Ledger {
         // In key order: accounts (tag a) then rule states (tag r), each sorted by key. Account
         // states are encoded straight into the record.
         let mut key = Vec::with_capacity(2 * ID_LENGTH_MAX + 2);
-        for k in &dirty {
+        let account_key = |key: &mut Vec<u8>, k: &AcctKey| {
             key.clear();
             key.push(LogTag::Account as u8);
             key.extend_from_slice(k.as_bytes());
-            blob.push(&key, |out| encode_into(out, &cache[k]));
-            self.logged.insert_tagged(&key, record);
-        }
+        };
+        // A large group's states are encoded on two cores (the submitting thread's core idles
+        // while the writer works): a helper encodes the upper half into a buffer of its own,
+        // copied into the record after the lower half.
+        let split = if dirty.len() >= STATE_LOG_PARALLEL_ENCODE_MIN { dirty.len() / 2 } else { dirty.len() };
+        let (lower, upper) = dirty.split_at(split);
+        let map: &FxHashMap<AcctKey, Account> = &cache;
+        std::thread::scope(|scope| {
+            let helper = (!upper.is_empty())
+                .then(|| std::thread::Builder::new().name("pypoints-encode".into()).spawn_scoped(scope, move || encode_accounts(map, upper)).ok())
+                .flatten();
+            for k in lower {
+                account_key(&mut key, k);
+                blob.push(&key, |out| encode_into(out, &map[k]));
+                self.logged.insert_tagged(&key, record);
+            }
+            // Without a helper (none needed, or the OS refused a thread) encode here.
+            let (bytes, ends) = match helper {
+                Some(h) => h.join().expect("encoding account states does not panic"),
+                None => encode_accounts(map, upper),
+            };
+            let mut at = 0;
+            for (k, end) in upper.iter().zip(ends) {
+                account_key(&mut key, k);
+                blob.push(&key, |out| out.extend_from_slice(&bytes[at..end]));
+                self.logged.insert_tagged(&key, record);
+                at = end;
+            }
+        });
         for (m, v) in &states {
             key.clear();
             key.push(LogTag::RuleState as u8);
@@ -506,17 +542,35 @@ impl Ledger {
         if w.drafts.is_empty() {
             w.drafts.push(Draft::default());
         }
-        let entries = self.flush(txn, w, env, fp)?;
-        Ok(Receipt::from_entries(&entries, false))
+        self.flush(txn, w, env, fp)
     }
 
     fn entries(&self, txn: &RwTxn<'_>, seq: u64, n: u32) -> Result<Vec<Entry>> {
-        (seq..seq + n as u64)
-            .map(|s| {
-                get::<Entry>(&self.store.journal, txn, &seq_key(s))?
-                    .ok_or_else(|| LedgerError::Storage(format!("journal entry {s} missing")))
-            })
-            .collect()
+        (seq..seq + n as u64).map(|s| self.journal_entry(txn, s)).collect()
+    }
+
+    /// Journal entry `seq`, committed, put in this group, or still with the sealer.
+    fn journal_entry(&self, txn: &RwTxn<'_>, seq: u64) -> Result<Entry> {
+        if seq >= self.put_next {
+            if let Some(bytes) = self.sealer.borrow_mut().find(seq)? {
+                return decode(bytes);
+            }
+        }
+        get::<Entry>(&self.store.journal, txn, &seq_key(seq))?.ok_or_else(|| LedgerError::Storage(format!("journal entry {seq} missing")))
+    }
+
+    /// Put the entries the sealer has finished into the journal; with `all`, wait for every
+    /// queued one (before the group commits).
+    fn put_sealed(&mut self, txn: &mut RwTxn<'_>, all: bool) -> Result<()> {
+        let sealer = self.sealer.get_mut();
+        let sealed = if all { sealer.finish()? } else { sealer.take_ready() };
+        for (seq, bytes) in sealed {
+            debug_assert_eq!(seq, self.put_next);
+            self.store.journal.put_with_flags(txn, PutFlags::APPEND, &seq_key(seq), &bytes)?;
+            self.put_next = seq + 1;
+        }
+        debug_assert!(!all || self.put_next == self.next_seq, "every entry of the group is in the journal");
+        Ok(())
     }
 
     // ----- reads through the overlay -----
@@ -542,7 +596,7 @@ impl Ledger {
         check_id("member id", id)?;
         let m = get::<Member>(&self.store.members, txn, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownMember(id.to_string()))?;
         let m = Rc::new(m);
-        self.members.borrow_mut().insert(id.to_string(), m.clone());
+        self.members.borrow_mut().insert(AcctKey::from(id), m.clone());
         Ok(m)
     }
 
@@ -556,7 +610,7 @@ impl Ledger {
             None => get_logged_known::<Account>(&self.store, txn, &self.logged, LogTag::Account, key.as_bytes())?
                 .unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() }),
         };
-        w.accounts.push((key.to_string(), a));
+        w.accounts.push((AcctKey::from(key), a));
         Ok(w.accounts.len() - 1)
     }
 
@@ -999,8 +1053,7 @@ impl Ledger {
         check_text("reason", reason)?;
         let rec = get::<IdemRecord>(&self.store.idempotency, txn, target.as_bytes())?
             .ok_or_else(|| LedgerError::UnknownEntry(target.to_string()))?;
-        let e: Entry = get(&self.store.journal, txn, &seq_key(rec.seq))?
-            .ok_or_else(|| LedgerError::Storage(format!("journal entry {} missing", rec.seq)))?;
+        let e = self.journal_entry(txn, rec.seq)?;
         let original = match &e.cmd {
             // A capture entry with a cursor recorded a wrong one-time code, not a capture.
             Command::Capture { .. } if e.cursor.is_some() => return Err(LedgerError::NotReversible("a rejected one-time code cannot be reversed".into())),
@@ -1201,7 +1254,7 @@ impl Ledger {
 
     // ----- writing -----
 
-    fn flush(&mut self, txn: &mut RwTxn<'_>, mut w: Work, env: &Envelope, fp: Vec<u8>) -> Result<Vec<Entry>> {
+    fn flush(&mut self, txn: &mut RwTxn<'_>, mut w: Work, env: &Envelope, fp: Vec<u8>) -> Result<Receipt> {
         let mut entries = Vec::with_capacity(w.drafts.len());
         for (n, d) in std::mem::take(&mut w.drafts).into_iter().enumerate() {
             let seq = w.seq0 + n as u64;
@@ -1218,7 +1271,7 @@ impl Ledger {
                     w.accounts[i].1.ls = seq;
                 }
             }
-            let mut e = Entry {
+            let e = Entry {
                 v: SCHEMA_VERSION,
                 seq,
                 id: env.id.clone(),
@@ -1233,15 +1286,20 @@ impl Ledger {
                 cursor: d.cursor,
                 links,
                 note: d.note,
-                ph: std::mem::take(&mut self.last_hash),
+                // both set by the sealer
+                ph: vec![],
                 h: vec![],
             };
-            let bytes = seal(&mut e);
-            self.last_hash = e.h.clone();
             self.next_seq = seq + 1;
-            self.store.journal.put_with_flags(txn, PutFlags::APPEND, &seq_key(seq), &bytes)?;
             entries.push(e);
         }
+        let receipt = Receipt::from_entries(&entries, false);
+        let n_entries = entries.len() as u32;
+        let sealer = self.sealer.get_mut();
+        for e in entries {
+            sealer.push(e)?;
+        }
+        self.put_sealed(txn, false)?;
         self.flush_rules(txn, std::mem::take(&mut w.rules))?;
         let mut cache = self.accounts.borrow_mut();
         for (k, a) in w.accounts {
@@ -1255,7 +1313,7 @@ impl Ledger {
             for k in member_index_keys(m) {
                 self.store.member_index.put(txn, &k, &[])?;
             }
-            self.members.borrow_mut().insert(m.id.clone(), Rc::new(m.clone()));
+            self.members.borrow_mut().insert(AcctKey::from(m.id.as_str()), Rc::new(m.clone()));
         }
         for h in &w.holds {
             put(&self.store.holds, txn, h.id.as_bytes(), h)?;
@@ -1280,37 +1338,29 @@ impl Ledger {
             self.next_lot = w.next_lot;
             put(&self.store.meta, txn, HEAD_KEY, &Head { v: SCHEMA_VERSION, next_lot: self.next_lot })?;
         }
-        let rec = IdemRecord { v: SCHEMA_VERSION, seq: w.seq0, h: fp, n: entries.len() as u32 };
+        let rec = IdemRecord { v: SCHEMA_VERSION, seq: w.seq0, h: fp, n: n_entries };
         put(&self.store.idempotency, txn, env.id.as_bytes(), &rec)?;
         self.idem.insert(env.id.as_bytes());
-        Ok(entries)
+        Ok(receipt)
     }
+}
+
+/// The account states of `keys` encoded back to back, with the end offset of each.
+fn encode_accounts(cache: &FxHashMap<AcctKey, Account>, keys: &[AcctKey]) -> (Vec<u8>, Vec<usize>) {
+    let mut out = Vec::with_capacity(keys.len() * STATE_LOG_ACCOUNT_BYTES_TYPICAL);
+    let ends = keys
+        .iter()
+        .map(|k| {
+            encode_into(&mut out, &cache[k]);
+            out.len()
+        })
+        .collect();
+    (out, ends)
 }
 
 /// The last seq of the group a `state_log` record belongs to (its key).
 fn record_seq(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(key.try_into().map_err(|_| LedgerError::Storage("corrupt state log key".into()))?))
-}
-
-/// Hash an entry and serialize it once: the entry is encoded without `h` (a 14-field map, 15 with
-/// an earn note), hashed, and `h` is appended as the last field, which is exactly what encoding
-/// it with `h` would give.
-fn seal(e: &mut Entry) -> Vec<u8> {
-    debug_assert!(e.h.is_empty());
-    let mut bytes = encode(&*e);
-    e.h = blake3::hash(&bytes).as_bytes().to_vec();
-    let fields = bytes[0] & 0x0f;
-    assert!(bytes[0] & 0xf0 == 0x80 && (14..=15).contains(&fields), "entry map layout changed: update seal()");
-    if fields == 15 {
-        // 16 fields no longer fit a fixmap: map16 header.
-        bytes.splice(0..1, [0xde, 0x00, 16]);
-    } else {
-        bytes[0] = 0x80 | (fields + 1);
-    }
-    bytes.extend_from_slice(&[0xa1, b'h', 0xc4, 32]);
-    bytes.extend_from_slice(&e.h);
-    debug_assert_eq!(bytes, encode(&*e));
-    bytes
 }
 
 /// Split hold slices into the first `n` points (captured) and the rest (released).

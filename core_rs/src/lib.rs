@@ -10,6 +10,7 @@ pub mod limits;
 pub mod model;
 pub mod query;
 pub mod rules;
+pub mod sealer;
 pub mod store;
 
 #[cfg(feature = "python")]

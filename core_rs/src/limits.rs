@@ -69,6 +69,13 @@ pub const STATE_LOG_FOLD_ENTRIES_MAX: usize = 256;
 /// Bytes a logged member account typically takes (a balance and 3-5 lots): sizes a group's
 /// state log record up front, so encoding the group's accounts into it rarely reallocates.
 pub const STATE_LOG_ACCOUNT_BYTES_TYPICAL: usize = 320;
+/// A group that logs at least this many account states encodes them on two threads (below it a
+/// thread's start costs more than half the encoding saves).
+pub const STATE_LOG_PARALLEL_ENCODE_MIN: usize = 2_048;
+/// Journal entries the writer hands the sealer thread at a time, and the chunks it may have
+/// handed over and not received back (then it waits: backpressure, bounded memory).
+pub const SEAL_CHUNK_ENTRIES: usize = 256;
+pub const SEAL_CHUNKS_IN_FLIGHT_MAX: usize = 64;
 /// The writer's in-memory filter of recorded command ids (`idem_filter.rs`): bits per id
 /// (~1% false positives) and the smallest filter (2 MiB). It is sized for twice the ids in the
 /// store at open (10 M ids: 32 MiB) and grows by a layer of twice the size when full.

@@ -64,3 +64,70 @@ fn a_batch_larger_than_a_chunk_keeps_input_order_replays_and_refusals() {
     assert_eq!(fx.total("alice", "merchant") + fx.total("bob", "merchant"), (n - 2) as i64);
     assert!(fx.engine.stats.snapshot()[0].1 > before, "committed");
 }
+
+/// Entries past the first sealer chunk are sealed on the sealer thread while the writer applies
+/// the rest: a replay and a reversal late in the group still read entries from its first and
+/// middle chunks, and the chain runs on unbroken into the next group.
+#[test]
+fn a_group_of_several_sealer_chunks_reads_its_own_entries_and_keeps_the_chain() {
+    use pypoints_core::ledger::Ledger;
+    use pypoints_core::limits::SEAL_CHUNK_ENTRIES;
+    use pypoints_core::store::{Durability, Store};
+    let n = 3 * SEAL_CHUNK_ENTRIES + 7;
+    let dir = Fx::standard().close();
+    {
+        let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+        let mut ledger = Ledger::open(store.clone()).unwrap();
+        let mut txn = store.write_txn().unwrap();
+        for i in 0..n {
+            let r = ledger.apply(&mut txn, &envelope(&format!("k.{i}"), t0(), credit("alice", "merchant", 10))).unwrap();
+            assert!(!r.replayed);
+        }
+        // the first entry (sealed long ago, maybe put already) and one of the last chunk's
+        let early = ledger.apply(&mut txn, &envelope("k.0", t0(), credit("alice", "merchant", 10))).unwrap();
+        assert!(early.replayed && early.amount == 10);
+        let late = format!("k.{}", n - 2);
+        let rev = ledger.apply(&mut txn, &envelope("k.rev", t0(), reverse(&late, Some(4), None))).unwrap();
+        assert_eq!(rev.amount, 4);
+        let again = ledger.apply(&mut txn, &envelope(&late, t0(), credit("alice", "merchant", 10))).unwrap();
+        assert!(again.replayed);
+        ledger.flush_group(&mut txn).unwrap();
+        txn.commit().unwrap();
+    }
+    let fx = Fx::open(dir);
+    assert_eq!(fx.total("alice", "merchant"), 10 * n as i64 - 4);
+    fx.assert_audit_clean();
+    fx.ok(t0(), credit("alice", "merchant", 1));
+    fx.assert_audit_clean();
+}
+
+/// A group that aborts after handing entries to the sealer leaves nothing behind: the next group
+/// continues the chain from the last committed entry, with the seqs the aborted one had taken.
+#[test]
+fn an_aborted_group_leaves_no_sealed_entry_behind() {
+    use pypoints_core::ledger::Ledger;
+    use pypoints_core::limits::SEAL_CHUNK_ENTRIES;
+    use pypoints_core::store::{Durability, Store};
+    let dir = Fx::standard().close();
+    let before;
+    {
+        let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+        let mut ledger = Ledger::open(store.clone()).unwrap();
+        let mut txn = store.write_txn().unwrap();
+        for i in 0..2 * SEAL_CHUNK_ENTRIES + 3 {
+            ledger.apply(&mut txn, &envelope(&format!("lost.{i}"), t0(), credit("bob", "merchant", 10))).unwrap();
+        }
+        before = store.read_txn().map(|r| store.journal.len(&r).unwrap()).unwrap();
+        txn.abort();
+        ledger.reload().unwrap();
+        let mut txn = store.write_txn().unwrap();
+        let r = ledger.apply(&mut txn, &envelope("kept", t0(), credit("bob", "merchant", 7))).unwrap();
+        assert_eq!(r.seq, before + 1, "the aborted group's seqs are taken again");
+        ledger.flush_group(&mut txn).unwrap();
+        txn.commit().unwrap();
+    }
+    let fx = Fx::open(dir);
+    assert_eq!(fx.total("bob", "merchant"), 7);
+    assert_eq!(fx.journal_len(), before + 1);
+    fx.assert_audit_clean();
+}

@@ -373,3 +373,48 @@ fn small_groups_fold_into_the_newest_record_but_never_into_one_a_merge_covers() 
     drop(store);
     reopen_after_a_crash_and_carry_on(&dir, &want, 0, 1);
 }
+
+#[test]
+fn a_large_group_encodes_its_account_states_on_two_threads_into_one_exact_record() {
+    use pypoints_core::limits::STATE_LOG_PARALLEL_ENCODE_MIN;
+    // odd, so the two halves differ in size; every member gets a different amount, so a state
+    // written under another account's key shows
+    let n = STATE_LOG_PARALLEL_ENCODE_MIN + 1;
+    let members: Vec<String> = (0..n).map(|i| format!("par{i:05}")).collect();
+    let dir = Fx::standard().close();
+    {
+        let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+        let mut ledger = Ledger::open(store.clone()).unwrap();
+        let mut group = |cmds: Vec<(String, Command)>| {
+            let mut txn = store.write_txn().unwrap();
+            for (id, cmd) in cmds {
+                ledger.apply(&mut txn, &envelope(&id, t0(), cmd)).unwrap();
+            }
+            ledger.flush_group(&mut txn).unwrap();
+            txn.commit().unwrap();
+        };
+        group(members.iter().map(|m| (format!("open.{m}"), open_member(m, "tel"))).collect());
+        group(members.iter().enumerate().map(|(i, m)| (format!("credit.{m}"), credit(m, "internal", 100 + i as i64))).collect());
+        let txn = store.read_txn().unwrap();
+        let (_, blob) = store.state_log.last(&txn).unwrap().unwrap();
+        // the n member accounts and the issuance account, in key order
+        let len = StateLogBlob::len(blob).unwrap();
+        assert_eq!(len, n + 1);
+        let entries: Vec<(&[u8], &[u8])> = (0..len).map(|i| StateLogBlob::entry(blob, i, len).unwrap()).collect();
+        assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "keys sorted and unique");
+        for (i, m) in members.iter().enumerate() {
+            let key = [&[LogTag::Account as u8][..], member_account(m, "internal").as_bytes()].concat();
+            let value = StateLogBlob::find(blob, &key).unwrap().unwrap_or_else(|| panic!("{m} logged"));
+            let a: Account = decode(value).unwrap();
+            assert_eq!((a.b, a.lots.len()), (100 + i as i64, 1), "{m}");
+            // byte for byte what encoding the state on one thread gives
+            assert_eq!(value, encode(&a).as_slice(), "{m}");
+        }
+        assert_eq!(blob, StateLogBlob::encode(&entries).as_slice());
+    }
+    let engine = Engine::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+    let b = pypoints_core::query::balances(&engine.store, &members[n - 1], Some("internal"), t0()).unwrap();
+    assert_eq!(b[0].total, 100 + n as i64 - 1);
+    let r = pypoints_core::audit::audit(&engine.store).unwrap();
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
+}

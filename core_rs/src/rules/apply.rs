@@ -283,7 +283,7 @@ impl Ledger {
                 let key = budget_account(prog, camp, t);
                 match w.accounts.iter().find(|(k, _)| *k == key) {
                     Some((_, a)) => a.b,
-                    None => match self.accounts.borrow().get(&key) {
+                    None => match self.accounts.borrow().get(key.as_str()) {
                         Some(a) => a.b,
                         None => rules::budget_left(&self.store, txn, prog, camp, t),
                     },

@@ -200,6 +200,13 @@ impl Fx {
     }
 
     /// Close the engine and hand back the directory (for opening the store directly).
+    /// A writer on a directory `close` returned. Fresh ids continue far past any the closed
+    /// fixture used.
+    pub fn open(dir: TempDir) -> Fx {
+        let engine = Engine::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+        Fx { dir, engine, next: Cell::new(1_000_000) }
+    }
+
     pub fn close(self) -> TempDir {
         let Fx { dir, engine, .. } = self;
         assert_eq!(Arc::strong_count(&engine), 1, "someone still holds the engine");
