@@ -145,11 +145,7 @@ impl Sealer {
     /// Forget everything queued (the group aborted) and continue the chain from `head`.
     pub fn reset(&mut self, head: Vec<u8>) -> Result<()> {
         self.batch.clear();
-        while self.outstanding > 0 {
-            let s = self.done.recv().map_err(|_| Self::gone())?;
-            self.outstanding -= 1;
-            drop(s);
-        }
+        self.seal_all()?;
         self.ready.clear();
         self.head = head;
         Ok(())
