@@ -194,3 +194,28 @@ class Unfreeze(Command):
 
     def fields(self) -> tuple[Any, ...]:
         return (self.member, self.reason)
+
+
+@dataclass(frozen=True)
+class BindCard(Command):
+    """Bind a card number (digits, 8-19 of them) to a member: MA-2, MA-10, MA-14."""
+
+    member: str
+    card: str
+    op = "bind_card"
+
+    def fields(self) -> tuple[Any, ...]:
+        return (self.member, self.card)
+
+
+@dataclass(frozen=True)
+class UnbindCard(Command):
+    """Unbind a card from its member (lost or replaced); the number may be bound again."""
+
+    member: str
+    card: str
+    reason: str = ""
+    op = "unbind_card"
+
+    def fields(self) -> tuple[Any, ...]:
+        return (self.member, self.card, self.reason)

@@ -62,8 +62,20 @@ class UnknownRule(NotFound):
     reason = "UNKNOWN_RULE"
 
 
+class UnknownCard(NotFound):
+    """The card number is not bound (to the member named, for an unbind)."""
+
+    reason = "UNKNOWN_CARD"
+
+
 class AlreadyExists(PointsError):
     reason = "ALREADY_EXISTS"
+
+
+class CardAlreadyBound(AlreadyExists):
+    """The card number is bound already: a card identifies one member (MA-2, MA-10)."""
+
+    reason = "CARD_ALREADY_BOUND"
 
 
 class IdempotencyConflict(PointsError):
@@ -116,7 +128,7 @@ _BY_REASON: dict[str, type[PointsError]] = {
         InvalidArgument, LimitExceeded, UnknownMember, UnknownProgramme, UnknownPointType,
         UnknownHold, UnknownEntry, AlreadyExists, IdempotencyConflict, InsufficientPoints,
         MemberFrozen, HoldNotOpen, HoldExpired, NotTransferable, NotReversible, StorageError,
-        LedgerClosed, InvalidRule, UnknownRule,
+        LedgerClosed, InvalidRule, UnknownRule, UnknownCard, CardAlreadyBound,
     ]
 }
 

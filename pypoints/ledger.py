@@ -131,6 +131,16 @@ class Ledger:
     def unfreeze(self, id: str, member: str, reason: str = "", *, at: int | None = None) -> _core.Receipt:
         return self.execute(c.Unfreeze(id, member, reason), at=at)
 
+    def bind_card(self, id: str, member: str, card: str, *, at: int | None = None) -> _core.Receipt:
+        """Bind a card number to a member (MA-2, MA-10). A card identifies one member: binding a
+        bound card raises CardAlreadyBound; a member holds at most CARDS_PER_MEMBER_MAX cards."""
+        return self.execute(c.BindCard(id, member, card), at=at)
+
+    def unbind_card(self, id: str, member: str, card: str, reason: str = "", *,
+                    at: int | None = None) -> _core.Receipt:
+        """Unbind a card from its member; UnknownCard when the member does not hold it."""
+        return self.execute(c.UnbindCard(id, member, card, reason), at=at)
+
     def expire(self, id: str, as_of: int, *, at: int | None = None) -> list[_core.Receipt]:
         """Void holds past their TTL and move expired lots to breakage (EX-2). Runs as many
         bounded commands as needed, with ids `id`, `id.1`, `id.2`…, so a rerun is idempotent."""
@@ -263,15 +273,19 @@ class Ledger:
     @staticmethod
     def _member(r: dict[str, Any]) -> Member:
         return Member(r["id"], r["programme"], r["phone"], r["id_hash"], tuple(r["org"]), r["tier"],
-                      r["kind"], r["status"], r["created_at"])
+                      r["kind"], r["status"], r["created_at"], tuple(r.get("cards", ())))
 
-    def find_members(self, *, phone: str | None = None, id_number: str | None = None) -> list[Member]:
-        """Members bound to a phone number or a national ID number (MA-2, MA-14), by member id.
-        The ID number is hashed first, like at sign-up (RK-9)."""
-        if (phone is None) == (id_number is None):
-            raise InvalidArgument("give phone or id_number")
-        kind, value = ("phone", phone) if phone is not None else ("id_hash", _core.hash_id_number(id_number or ""))
-        return [self._member(_unpack(b)) for b in self.engine.find_members(kind, value or "")]
+    def find_members(self, *, phone: str | None = None, id_number: str | None = None,
+                     card: str | None = None) -> list[Member]:
+        """Members bound to a phone number, a national ID number or a card (MA-2, MA-14), by
+        member id; a card finds at most one. The ID number is hashed first, like at sign-up (RK-9)."""
+        given = [(k, v) for k, v in (("phone", phone), ("id_number", id_number), ("card", card)) if v is not None]
+        if len(given) != 1:
+            raise InvalidArgument("give exactly one of phone, id_number or card")
+        kind, value = given[0]
+        if kind == "id_number":
+            kind, value = "id_hash", _core.hash_id_number(value)
+        return [self._member(_unpack(b)) for b in self.engine.find_members(kind, value)]
 
     def hold_state(self, id: str) -> Hold:
         r = _unpack(self.engine.hold(id))

@@ -157,6 +157,8 @@ class Member:
     kind: str
     status: str
     created_at: int
+    # card numbers bound to the member, in binding order (MA-14: several cards, one identity)
+    cards: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

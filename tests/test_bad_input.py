@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from pypoints import (
-    Capture, CashRate, Command, Convert, Credit, DefinePointType, DefineProgramme, Expire, Freeze, Hold,
-    Ledger, OpenMember, PointTypeSpec, Receipt, Redeem, Transfer, Validity, Void, errors, to_ms,
+    BindCard, Capture, CashRate, Command, Convert, Credit, DefinePointType, DefineProgramme, Expire, Freeze,
+    Hold, Ledger, OpenMember, PointTypeSpec, Receipt, Redeem, Transfer, Validity, Void, errors, to_ms,
 )
 from pypoints import _core
 from pypoints.errors import (
@@ -23,6 +23,7 @@ from pypoints.errors import (
     LedgerClosed, LimitExceeded, MemberFrozen, NotFound, NotReversible, NotTransferable, PointsError,
     Refused, StorageError, UnknownEntry, UnknownHold, UnknownMember, UnknownPointType, UnknownProgramme,
 )
+from pypoints.errors import CardAlreadyBound, UnknownCard
 from pypoints.errors import InvalidRule, UnknownRule
 
 # ----------------------------------------------------------------------------------------------
@@ -43,6 +44,7 @@ PAGE_MAX = _core.PAGE_SIZE_MAX
 I64_PAST = [2**63, -(2**63) - 1]
 
 MEMBERS = ["alice", "bob", "carol", "dave"]
+ALICE_CARD = "6222020200112233445"
 HOLDS = ["h.open", "h.captured", "h.voided"]
 
 MERCHANT = PointTypeSpec("merchant", priority=0, validity=Validity.rolling(3, "years"),
@@ -78,6 +80,7 @@ def seed(ledger: Ledger) -> None:
         Transfer("t1", "alice", "bob", "merchant", 50),
         Convert("cv1", "alice", "merchant", "general", 100),
         Freeze("fz.carol", "carol", "abuse"),
+        BindCard("card.alice", "alice", ALICE_CARD),
     ]
     # one batch, one durable commit: later commands see the earlier ones
     results = ledger.submit(cmds)
@@ -100,7 +103,8 @@ def snapshot(ledger: Ledger) -> tuple[Any, ...]:
         [ledger.journal(1, 1000)[-1].hash],
         {m: ledger.balances(m, at=NOW) for m in MEMBERS},
         {m: ledger.lots(m, page_size=1000).items for m in MEMBERS},
-        {m: ledger.member(m).status for m in MEMBERS},
+        {m: ledger.member(m) for m in MEMBERS},  # status and cards
+        {card: ledger.find_members(card=card) for card in (ALICE_CARD, "88001234")},
         {h: ledger.hold_state(h) for h in HOLDS},
         ledger.audit(),
     )
@@ -209,6 +213,26 @@ UNKNOWN_CASES = [
     case(UnknownHold, lambda L: L.hold_state("no.hold"), "hold-state"),
     case(UnknownEntry, lambda L: L.reverse("x.rev", "no.such.command"), "reverse"),
     case(UnknownEntry, lambda L: L.entries_of("no.such.command"), "entries-of"),
+    # cards (MA-2, MA-10): one member per card; unbinding needs the card's own member
+    case(UnknownMember, lambda L: L.bind_card("x.card", "nobody", "88001234"), "bind-card-member"),
+    case(UnknownMember, lambda L: L.unbind_card("x.card", "nobody", ALICE_CARD), "unbind-card-member"),
+    case(UnknownCard, lambda L: L.unbind_card("x.card", "bob", ALICE_CARD), "unbind-card-of-another"),
+    case(UnknownCard, lambda L: L.unbind_card("x.card", "alice", "88001234"), "unbind-card-unbound"),
+    case(CardAlreadyBound, lambda L: L.bind_card("x.card", "bob", ALICE_CARD), "bind-card-of-another"),
+    case(CardAlreadyBound, lambda L: L.bind_card("x.card", "alice", ALICE_CARD), "bind-card-twice"),
+    case(InvalidArgument, lambda L: L.bind_card("x.card", "bob", ""), "bind-card-empty"),
+    case(InvalidArgument, lambda L: L.bind_card("x.card", "bob", "8800123a"), "bind-card-letter"),
+    case(InvalidArgument, lambda L: L.bind_card("x.card", "bob", "8800 1234"), "bind-card-space"),
+    case(InvalidArgument, lambda L: L.bind_card("x.card", "bob", "８８００１２３４"), "bind-card-fullwidth-digits"),
+    case(InvalidArgument, lambda L: L.bind_card("x.card", "bob", "1" * (_core.CARD_NUMBER_LENGTH_MIN - 1)),
+         "bind-card-too-short"),
+    case(LimitExceeded, lambda L: L.bind_card("x.card", "bob", "1" * (_core.CARD_NUMBER_LENGTH_MAX + 1)),
+         "bind-card-too-long"),
+    case(LimitExceeded, lambda L: L.unbind_card("x.card", "alice", ALICE_CARD, "r" * (TEXT_MAX + 1)),
+         "unbind-card-reason-too-long"),
+    case(InvalidArgument, lambda L: L.find_members(card="12ab5678"), "find-card-letter"),
+    case(InvalidArgument, lambda L: L.find_members(card="8800123", phone="1"), "find-two-keys"),
+    case(InvalidArgument, lambda L: L.find_members(), "find-no-key"),
 ]
 
 LONG_ID = "i" * (ID_MAX + 1)
@@ -723,6 +747,8 @@ REASONS = {
     UnknownEntry: "UNKNOWN_ENTRY",
     InvalidRule: "INVALID_RULE",
     UnknownRule: "UNKNOWN_RULE",
+    UnknownCard: "UNKNOWN_CARD",
+    CardAlreadyBound: "CARD_ALREADY_BOUND",
     AlreadyExists: "ALREADY_EXISTS",
     IdempotencyConflict: "IDEMPOTENCY_CONFLICT",
     Refused: "REFUSED",
@@ -751,8 +777,9 @@ def test_every_error_class_has_a_stable_reason_and_derives_from_points_error():
 
 def test_error_parents():
     assert issubclass(LimitExceeded, InvalidArgument) and issubclass(InvalidArgument, ValueError)
-    for cls in (UnknownMember, UnknownProgramme, UnknownPointType, UnknownHold, UnknownEntry):
+    for cls in (UnknownMember, UnknownProgramme, UnknownPointType, UnknownHold, UnknownEntry, UnknownCard):
         assert issubclass(cls, NotFound) and issubclass(cls, LookupError)
+    assert issubclass(CardAlreadyBound, AlreadyExists)
     for cls in (InsufficientPoints, MemberFrozen, HoldNotOpen, HoldExpired, NotTransferable, NotReversible):
         assert issubclass(cls, Refused)
 

@@ -61,6 +61,8 @@ def test_auditor_reads_only(seeded: Server) -> None:
     denied(seeded, a.call, a.ledger, "Credit", credit("m1", "a.1"))
     denied(seeded, a.call, a.members, "FreezeMember", M.FreezeMemberRequest(request_id="a.2", member_id="m1"))
     denied(seeded, a.call, a.programmes, "DefineProgramme", P.DefineProgrammeRequest(request_id="a.3", programme="q"))
+    denied(seeded, a.call, a.members, "BindCard", M.BindCardRequest(request_id="a.4", member_id="m1", card="88001234"))
+    assert a.call(a.members, "FindMembers", M.FindMembersRequest(card="88001234")).members == []
 
 
 def test_upstream_earns_and_credits_only(seeded: Server) -> None:
@@ -75,6 +77,7 @@ def test_upstream_earns_and_credits_only(seeded: Server) -> None:
         code=S.INVALID_ARGUMENT, reason="INVALID_ARGUMENT", field="commands")
     denied(seeded, u.call, u.ledger, "Redeem", L.RedeemRequest(request_id="u.2", member_id="m1", amount=1))
     denied(seeded, u.call, u.ledger, "GetBalances", L.GetBalancesRequest(member_id="m1"))
+    denied(seeded, u.call, u.members, "BindCard", M.BindCardRequest(request_id="u.3", member_id="m1", card="88001234"))
     denied(seeded, lambda: list(u.batch.SubmitBatches(iter([B.CommandBatch(batch_id="u2", commands=msgpack.packb(
         [("credit", "u.b2", seeded.clock.now, "m2", "general", 7, None, ""),
          ("redeem", "u.b3", seeded.clock.now, "m2", None, 7, "", "", "", "")]))]), metadata=u.md, timeout=10)))
@@ -98,6 +101,15 @@ def test_operator_by_organisation_subtree(seeded: Server) -> None:
                                                                    point_type="general", amount=1))
     denied(seeded, o.call, o.members, "CreateMember", M.CreateMemberRequest(request_id="o.6", member_id="m5", programme="p", org=ORG_B))
     denied(seeded, o.call, o.programmes, "DefineProgramme", P.DefineProgrammeRequest(request_id="o.7", programme="q"))
+    # cards (MA-2): bound and unbound for members of the subtree only; a lookup shows only them
+    assert o.call(o.members, "BindCard", M.BindCardRequest(request_id="o.8", member_id="m1", card="88001234")).member.cards
+    seeded.app.ledger.bind_card("card.m3", "m3", "88003333")
+    denied(seeded, o.call, o.members, "BindCard", M.BindCardRequest(request_id="o.9", member_id="m3", card="88001235"))
+    denied(seeded, o.call, o.members, "UnbindCard", M.UnbindCardRequest(request_id="o.10", member_id="m3", card="88003333"))
+    assert o.call(o.members, "FindMembers", M.FindMembersRequest(card="88003333")).members == []
+    assert [m.member_id for m in o.call(o.members, "FindMembers", M.FindMembersRequest(card="88001234")).members] == ["m1"]
+    assert o.call(o.members, "UnbindCard", M.UnbindCardRequest(request_id="o.11", member_id="m1", card="88001234")).receipt.seq
+    assert seeded.app.ledger.member("m3").cards == ("88003333",)
 
 
 def test_merchant_own_orders_only(seeded: Server) -> None:
@@ -114,6 +126,7 @@ def test_merchant_own_orders_only(seeded: Server) -> None:
     denied(seeded, mc.call, mc.ledger, "Void", L.VoidRequest(request_id="mc.4", hold_id="hold.other"))
     denied(seeded, mc.call, mc.ledger, "Reverse", L.ReverseRequest(request_id="mc.5", target_id="red.other"))
     denied(seeded, mc.call, mc.ledger, "Credit", credit("m1", "mc.6"))
+    denied(seeded, mc.call, mc.members, "BindCard", M.BindCardRequest(request_id="mc.7", member_id="m1", card="88001234"))
 
 
 def test_shopkeeper_proxy_redemption_for_outlet_members_only(seeded: Server) -> None:
@@ -131,6 +144,13 @@ def test_shopkeeper_proxy_redemption_for_outlet_members_only(seeded: Server) -> 
     denied(seeded, sk.call, sk.ledger, "Credit", credit("m1", "sk.5"))
     denied(seeded, sk.call, sk.ledger, "Transfer", L.TransferRequest(request_id="sk.6", from_member_id="m1",
                                                                      to_member_id="m2", point_type="general", amount=1))
+    # MA-2: at the till the shopkeeper finds the member by card (only the outlet's members), but
+    # does not bind cards
+    seeded.app.ledger.bind_card("card.m1", "m1", "88001111")
+    seeded.app.ledger.bind_card("card.m3", "m3", "88003333")
+    assert [m.member_id for m in sk.call(sk.members, "FindMembers", M.FindMembersRequest(card="88001111")).members] == ["m1"]
+    assert sk.call(sk.members, "FindMembers", M.FindMembersRequest(card="88003333")).members == []
+    denied(seeded, sk.call, sk.members, "BindCard", M.BindCardRequest(request_id="sk.7", member_id="m1", card="88001112"))
 
 
 def test_admin_may_do_everything(seeded: Server, admin: Client) -> None:

@@ -58,7 +58,7 @@ def test_programme_and_member_methods(admin: Client) -> None:
 
 def test_find_members_by_phone_and_id_number(admin: Client, server: Server) -> None:
     """MA-2, MA-14: look members up by bound phone (shared by a household) or ID number (hashed
-    first); cards are not in the model yet (UNIMPLEMENTED, said plainly)."""
+    first); cards in test_card_methods."""
     seed(admin)
     admin.call(admin.members, "CreateMember", M.CreateMemberRequest(
         request_id="open.m7", member_id="m7", programme="p", phone="13900000007", id_number="370102199001010007"))
@@ -71,8 +71,48 @@ def test_find_members_by_phone_and_id_number(admin: Client, server: Server) -> N
     assert [m.member_id for m in op.call(op.members, "FindMembers", M.FindMembersRequest(phone="13800000000")).members] == ["m1", "m2"]
     expect_error(admin.call, admin.members, "FindMembers", M.FindMembersRequest(),
                  code=S.INVALID_ARGUMENT, reason="INVALID_ARGUMENT", field="key")
-    expect_error(admin.call, admin.members, "FindMembers", M.FindMembersRequest(card="6222000011112222"),
-                 code=S.UNIMPLEMENTED, reason="NOT_IMPLEMENTED", field="card")
+
+
+def test_card_methods(admin: Client, server: Server) -> None:
+    """MA-2 (find by card at the till), MA-10 (a bank card number as identifier), MA-14 (several
+    cards): BindCard, UnbindCard, FindMembers by card, idempotent replay, every refusal."""
+    seed(admin)
+    bank_card, store_card = "6222020200112233445", "88001234"
+    b = admin.call(admin.members, "BindCard", M.BindCardRequest(request_id="card.1", member_id="m1", card=bank_card))
+    assert b.receipt.kind == "bind_card" and list(b.member.cards) == [bank_card]
+    admin.call(admin.members, "BindCard", M.BindCardRequest(request_id="card.2", member_id="m1", card=store_card))
+    again = admin.call(admin.members, "BindCard", M.BindCardRequest(request_id="card.1", member_id="m1", card=bank_card))
+    assert again.receipt.replayed and again.receipt.seq == b.receipt.seq
+    found = admin.call(admin.members, "FindMembers", M.FindMembersRequest(card=bank_card)).members
+    assert [(m.member_id, list(m.cards)) for m in found] == [("m1", [bank_card, store_card])]
+    assert admin.call(admin.members, "GetMember", M.GetMemberRequest(member_id="m1")).cards == [bank_card, store_card]
+    assert admin.call(admin.members, "FindMembers", M.FindMembersRequest(card="99990000")).members == []
+    # one member per card; unbinding needs the card's own member
+    expect_error(admin.call, admin.members, "BindCard", M.BindCardRequest(request_id="card.3", member_id="m2", card=bank_card),
+                 code=S.ALREADY_EXISTS, reason="CARD_ALREADY_BOUND")
+    expect_error(admin.call, admin.members, "UnbindCard", M.UnbindCardRequest(request_id="card.4", member_id="m2", card=bank_card),
+                 code=S.NOT_FOUND, reason="UNKNOWN_CARD")
+    expect_error(admin.call, admin.members, "BindCard", M.BindCardRequest(request_id="card.1", member_id="m2", card=store_card),
+                 code=S.ALREADY_EXISTS, reason="IDEMPOTENCY_CONFLICT")
+    expect_error(admin.call, admin.members, "BindCard", M.BindCardRequest(request_id="card.5", member_id="nobody", card="88001299"),
+                 code=S.NOT_FOUND, reason="UNKNOWN_MEMBER")
+    for bad, reason in [("8800123a", "INVALID_ARGUMENT"), ("1234567", "INVALID_ARGUMENT"), ("1" * 20, "LIMIT_EXCEEDED")]:
+        expect_error(admin.call, admin.members, "BindCard", M.BindCardRequest(request_id="card.6", member_id="m2", card=bad),
+                     code=S.INVALID_ARGUMENT, reason=reason, field="card")
+        expect_error(admin.call, admin.members, "FindMembers", M.FindMembersRequest(card=bad),
+                     code=S.INVALID_ARGUMENT, reason=reason, field="card")
+    for req, field in [(M.BindCardRequest(member_id="m2", card="88001299"), "request_id"),
+                       (M.BindCardRequest(request_id="card.7", card="88001299"), "member_id"),
+                       (M.BindCardRequest(request_id="card.7", member_id="m2"), "card")]:
+        expect_error(admin.call, admin.members, "BindCard", req, code=S.INVALID_ARGUMENT, reason="INVALID_ARGUMENT", field=field)
+    # lost card: unbind; the number no longer finds anyone and may be bound again
+    u = admin.call(admin.members, "UnbindCard", M.UnbindCardRequest(request_id="card.8", member_id="m1", card=store_card,
+                                                                    reason="lost"))
+    assert u.receipt.kind == "unbind_card" and list(u.member.cards) == [bank_card]
+    assert admin.call(admin.members, "FindMembers", M.FindMembersRequest(card=store_card)).members == []
+    admin.call(admin.members, "BindCard", M.BindCardRequest(request_id="card.9", member_id="m2", card=store_card))
+    assert [m.member_id for m in admin.call(admin.members, "FindMembers", M.FindMembersRequest(card=store_card)).members] == ["m2"]
+    assert server.app.ledger.audit().ok
 
 
 def test_ledger_methods(admin: Client, server: Server) -> None:

@@ -21,7 +21,8 @@ history with small pages) and run the audit, so a refused command provably chang
 Rules exercised (REQUIREMENTS.md): RD-8 / RD-13 (never spend more than is available),
 RD-12 (types by priority) + EX-11 (earliest expiry first), EX-7 (pending points),
 EX-2 (expiry sweep), RK-4 (freeze), RK-10 (clawback), XF-1 (gifts), XF-2 (conversion),
-XF-9 (non-transferable employee points), ST-15 / RK-8 (the books always balance).
+XF-9 (non-transferable employee points), ST-15 / RK-8 (the books always balance), MA-2 / MA-14
+(a card finds its one member; a member holds a bounded number of cards).
 """
 
 from __future__ import annotations
@@ -91,6 +92,15 @@ def _check_id(s: str) -> None:
         raise Expect(E.InvalidArgument)
 
 
+def _check_card(card: str) -> None:
+    if card == "" or not all(ch in "0123456789" for ch in card):
+        raise Expect(E.InvalidArgument)
+    if len(card) > _core.CARD_NUMBER_LENGTH_MAX:
+        raise Expect(E.LimitExceeded)
+    if len(card) < _core.CARD_NUMBER_LENGTH_MIN:
+        raise Expect(E.InvalidArgument)
+
+
 def _check_amount(n: int) -> None:
     if n <= 0:
         raise Expect(E.InvalidArgument)
@@ -156,6 +166,7 @@ class Model:
         self.spends: dict[str, tuple[str, list[tuple[str, int, int]]]] = {}  # redeem/capture slices
         self.reversed: dict[str, int] = {}
         self.history: dict[str, list[tuple[int, str]]] = {m: [] for m in MEMBERS}
+        self.cards: dict[str, list[str]] = {m: [] for m in MEMBERS}  # member -> cards, binding order
         self.next_seq = 1
         self.next_lot = 0
 
@@ -168,6 +179,7 @@ class Model:
         m.holds = {k: replace(h) for k, h in self.holds.items()}
         m.done, m.spends, m.reversed = dict(self.done), dict(self.spends), dict(self.reversed)
         m.history = {k: list(v) for k, v in self.history.items()}
+        m.cards = {k: list(v) for k, v in self.cards.items()}
         return m
 
     # ----- helpers -----
@@ -488,6 +500,27 @@ class Model:
         self.status[cmd.member] = "active"
         return []
 
+    def holder(self, card: str) -> str | None:
+        return next((m for m, cs in self.cards.items() if card in cs), None)
+
+    def op_bind_card(self, cmd: c.BindCard, now: int) -> list[Draft]:
+        _check_card(cmd.card)
+        self.member(cmd.member)  # a frozen member may get a card
+        if self.holder(cmd.card) is not None:
+            raise Expect(E.CardAlreadyBound)
+        if len(self.cards[cmd.member]) >= _core.CARDS_PER_MEMBER_MAX:
+            raise Expect(E.LimitExceeded)
+        self.cards[cmd.member].append(cmd.card)
+        return []
+
+    def op_unbind_card(self, cmd: c.UnbindCard, now: int) -> list[Draft]:
+        _check_card(cmd.card)
+        self.member(cmd.member)
+        if cmd.card not in self.cards[cmd.member]:
+            raise Expect(E.UnknownCard)
+        self.cards[cmd.member].remove(cmd.card)
+        return []
+
     # ----- expected views -----
 
     def balance(self, m: str, t: str, now: int) -> tuple[str, int, int, int, int]:
@@ -532,13 +565,17 @@ ADVANCE = st.one_of(st.integers(1, 40).map(lambda d: d * DAY), st.integers(0, 40
 # EX-7: None = effective now; a positive delay makes the lot pending; -1 (before now) is refused.
 DELAY = mostly(st.one_of(st.none(), st.just(0), st.integers(1, 3 * DAY)), st.just(-1), one_in=12)
 BAD_REFS = st.sampled_from(["nothing-here", "", "r" * (ID_MAX + 1)])
+# A small pool, so that cards are bound, refused as taken, unbound and bound again.
+CARD_POOL = [f"880000{i:02d}" for i in range(10)]
+CARD = mostly(st.sampled_from(CARD_POOL),
+              st.sampled_from(["", "8800000", "8" * 20, "8800000a", "８８００００００"]), one_in=10)
 
 # The machine's actions with their weights (a list with repeats; hypothesis shrinks towards the
 # front). OPTIONAL_ACTIONS may be switched off for a whole run.
 ACTIONS = (["credit"] * 4 + ["redeem"] * 3 + ["hold"] * 3 + ["settle"] * 3 + ["advance"] * 3
            + ["reverse"] * 3 + ["transfer"] * 2 + ["set_status"] * 3 + ["mangle"] * 2
-           + ["convert"] * 2 + ["expire_now", "replay"])
-OPTIONAL_ACTIONS = ["set_status", "transfer", "convert", "replay", "expire_now", "mangle"]
+           + ["convert"] * 2 + ["expire_now", "replay", "cards"])
+OPTIONAL_ACTIONS = ["set_status", "transfer", "convert", "replay", "expire_now", "mangle", "cards"]
 
 
 class LedgerMachine(RuleBasedStateMachine):
@@ -793,6 +830,18 @@ class LedgerMachine(RuleBasedStateMachine):
             frozen = [m for m, s in self.model.status.items() if s == "frozen"]
             self.run(c.Unfreeze(self.command_id(data), self.pick(data, frozen, MEMBER), "cleared"))
 
+    def cards(self, data: st.DataObject) -> None:
+        """MA-2 / MA-14: bind a card (often one already bound: refused) or unbind one (often by
+        its own member)."""
+        assert self.model is not None
+        card = data.draw(CARD, label="card")
+        if data.draw(st.booleans(), label="bind"):
+            self.run(c.BindCard(self.command_id(data), data.draw(MEMBER, label="member"), card))
+        else:
+            holder = self.model.holder(card)
+            member = data.draw(mostly(st.just(holder), MEMBER, one_in=3) if holder else MEMBER, label="member")
+            self.run(c.UnbindCard(self.command_id(data), member, card, "lost"))
+
     def mangle(self, data: st.DataObject) -> None:
         """A command with several defects at once (bad / unknown / frozen member, bad amount,
         unknown type, bad TTL, bad reference...): the model must name the error the core checks
@@ -879,6 +928,10 @@ class LedgerMachine(RuleBasedStateMachine):
                     break
             assert hist == mo.history[m][::-1], f"history of {m}"
             assert led.member(m).status == mo.status[m]
+            assert led.member(m).cards == tuple(mo.cards[m]), f"cards of {m}"
+        for card in CARD_POOL[:4]:
+            holder = mo.holder(card)
+            assert [x.id for x in led.find_members(card=card)] == ([holder] if holder else []), f"card {card}"
         for hid, h in mo.holds.items():
             hs = led.hold_state(hid)
             assert (hs.member, hs.amount, hs.captured, hs.state, hs.expires_at) == \

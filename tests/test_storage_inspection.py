@@ -18,7 +18,7 @@ import pypoints as pp
 from conftest import T0, FakeClock, journal_all, run_python
 
 DB_NAMES = ("meta", "programmes", "members", "accounts", "state_log", "journal", "idempotency", "holds",
-            "open_holds", "reversals", "rules", "rule_state", "outbox", "member_index")
+            "open_holds", "reversals", "rules", "rule_state", "outbox", "member_index", "cards")
 YEAR_MS = 365 * 86_400_000
 
 

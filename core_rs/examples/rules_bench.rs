@@ -62,7 +62,7 @@ fn main() {
         name: String::new(),
         types: vec![PointType { id: "pts".into(), priority: 0, validity: Validity::None, transferable: true, cash: CashRate { points: 1, minor: 100, min_points: 1, step_points: 1, max_points: None }, convert_to: vec![] }],
     };
-    let m = Member { v: 1, id: "m1".into(), programme: "p".into(), phone: String::new(), id_hash: None, org: vec!["Shandong".into(), "Qingdao".into()], tier: "silver".into(), kind: "individual".into(), status: MemberStatus::Active, created_at: 0 };
+    let m = Member { v: 1, id: "m1".into(), programme: "p".into(), phone: String::new(), id_hash: None, org: vec!["Shandong".into(), "Qingdao".into()], tier: "silver".into(), kind: "individual".into(), status: MemberStatus::Active, created_at: 0, cards: vec![] };
     let st = MemberState::default();
     let evs: Vec<Event> = (0..1_000)
         .map(|i| Event {

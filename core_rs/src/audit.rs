@@ -143,5 +143,37 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
     for (k, o) in open {
         r.problems.push(format!("programme {} point type {}: open holds {o} without a holds account", k.0, k.1));
     }
+    audit_cards(store, &txn, &mut r)?;
     Ok(r)
+}
+
+/// Every card record names a member that lists the card, and every card a member lists has its
+/// record naming that member (a card identifies exactly one member).
+fn audit_cards(store: &Store, txn: &heed::RoTxn<'_, heed::WithoutTls>, r: &mut AuditReport) -> Result<()> {
+    let mut listed: BTreeMap<String, String> = BTreeMap::new();
+    for item in store.members.iter(txn)? {
+        let (_, v) = item?;
+        let m: Member = decode(v)?;
+        for c in m.cards {
+            if let Some(other) = listed.insert(c.clone(), m.id.clone()) {
+                r.problems.push(format!("card {c} is listed by members {other:?} and {:?}", m.id));
+            }
+        }
+    }
+    for item in store.cards.iter(txn)? {
+        let (k, v) = item?;
+        let c: Card = decode(v)?;
+        if k != c.card.as_bytes() {
+            r.problems.push(format!("card record {:?} holds card {}", String::from_utf8_lossy(k), c.card));
+        }
+        match listed.remove(&c.card) {
+            Some(m) if m == c.member => {}
+            Some(m) => r.problems.push(format!("card {} is bound to {:?} but listed by {m:?}", c.card, c.member)),
+            None => r.problems.push(format!("card {} is bound to {:?}, which does not list it", c.card, c.member)),
+        }
+    }
+    for (c, m) in listed {
+        r.problems.push(format!("member {m:?} lists card {c}, which has no card record"));
+    }
+    Ok(())
 }

@@ -70,6 +70,11 @@ pub enum Command {
     Expire { as_of: Ms, after: Option<String> },
     Freeze { member: String, reason: String },
     Unfreeze { member: String, reason: String },
+    /// Bind a card number to a member (MA-2, MA-10): a card identifies one member; a member
+    /// holds up to CARDS_PER_MEMBER_MAX cards (MA-14).
+    BindCard { member: String, card: String },
+    /// Unbind a card from its member (lost, replaced): the number may then be bound again.
+    UnbindCard { member: String, card: String, reason: String },
     // ----- the rules engine (issue #3): applied by `rules/apply.rs` -----
     /// A new rule (version 1); the receipt's amount is the version.
     DefineRule { rule: Rule },
@@ -108,6 +113,8 @@ impl Command {
             Expire { .. } => "expire",
             Freeze { .. } => "freeze",
             Unfreeze { .. } => "unfreeze",
+            BindCard { .. } => "bind_card",
+            UnbindCard { .. } => "unbind_card",
             DefineRule { .. } => "define_rule",
             UpdateRule { .. } => "update_rule",
             DisableRule { .. } => "disable_rule",

@@ -39,6 +39,12 @@ pub enum LedgerError {
     InvalidRule(String),
     #[error("unknown rule {0:?}")]
     UnknownRule(String),
+    /// The card is not bound (to the member named, for an unbind).
+    #[error("{0}")]
+    UnknownCard(String),
+    /// The card is bound already (to this member or another: cards identify one member).
+    #[error("{0}")]
+    CardAlreadyBound(String),
     #[error("storage error: {0}")]
     Storage(String),
     #[error("the ledger is closed")]
@@ -66,6 +72,8 @@ impl LedgerError {
             NotReversible(_) => "NOT_REVERSIBLE",
             InvalidRule(_) => "INVALID_RULE",
             UnknownRule(_) => "UNKNOWN_RULE",
+            UnknownCard(_) => "UNKNOWN_CARD",
+            CardAlreadyBound(_) => "CARD_ALREADY_BOUND",
             Storage(_) => "STORAGE",
             Closed => "CLOSED",
         }

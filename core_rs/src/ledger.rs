@@ -127,6 +127,8 @@ struct Work {
     programmes: Vec<Programme>,
     reversals: Vec<(u64, i64)>,
     outbox: Vec<(Vec<u8>, OutboxMessage)>,
+    /// card number → its new record, or None to unbind it
+    cards: Vec<(String, Option<Card>)>,
     drafts: Vec<Draft>,
     rules: rules_apply::RulesWork,
 }
@@ -535,6 +537,7 @@ impl Ledger {
             programmes: vec![],
             reversals: vec![],
             outbox: vec![],
+            cards: vec![],
             drafts: vec![],
             rules: Default::default(),
         };
@@ -794,6 +797,7 @@ impl Ledger {
                     kind: kind.clone(),
                     status: MemberStatus::Active,
                     created_at: at,
+                    cards: vec![],
                 });
             }
             Command::Credit { member, point_type, amount, effective_at, memo } => {
@@ -1007,6 +1011,32 @@ impl Ledger {
                 let mut m = Member::clone(&*self.member(txn, w, member)?);
                 m.status = if matches!(env.cmd, Command::Freeze { .. }) { MemberStatus::Frozen } else { MemberStatus::Active };
                 w.members.push(m);
+            }
+            Command::BindCard { member, card } => {
+                check_card(card)?;
+                let mut m = Member::clone(&*self.member(txn, w, member)?);
+                // A frozen member may still get a card: freezing stops spending, not service.
+                if let Some(c) = get::<Card>(&self.store.cards, txn, card.as_bytes())? {
+                    let whose = if c.member == *member { "this member" } else { "another member" };
+                    return Err(LedgerError::CardAlreadyBound(format!("card {card} is already bound to {whose}")));
+                }
+                if m.cards.len() >= CARDS_PER_MEMBER_MAX {
+                    return Err(LedgerError::LimitExceeded(format!("member {member:?} already holds {CARDS_PER_MEMBER_MAX} cards (the most)")));
+                }
+                m.cards.push(card.clone());
+                w.members.push(m);
+                w.cards.push((card.clone(), Some(Card { v: SCHEMA_VERSION, card: card.clone(), member: member.clone(), bound_at: at, seq: w.seq0 })));
+            }
+            Command::UnbindCard { member, card, reason } => {
+                check_card(card)?;
+                check_text("reason", reason)?;
+                let mut m = Member::clone(&*self.member(txn, w, member)?);
+                let Some(i) = m.cards.iter().position(|c| c == card) else {
+                    return Err(LedgerError::UnknownCard(format!("card {card} is not bound to member {member:?}")));
+                };
+                m.cards.remove(i);
+                w.members.push(m);
+                w.cards.push((card.clone(), None));
             }
             cmd => {
                 debug_assert!(cmd.is_rules());
@@ -1333,6 +1363,14 @@ impl Ledger {
         }
         for (k, msg) in &w.outbox {
             put(&self.store.outbox, txn, k, msg)?;
+        }
+        for (card, rec) in &w.cards {
+            match rec {
+                Some(c) => put(&self.store.cards, txn, card.as_bytes(), c)?,
+                None => {
+                    self.store.cards.delete(txn, card.as_bytes())?;
+                }
+            }
         }
         if w.next_lot != self.next_lot {
             self.next_lot = w.next_lot;

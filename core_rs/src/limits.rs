@@ -3,6 +3,11 @@
 
 /// Client-chosen command ids (idempotency keys), member ids, programme and type ids: bytes.
 pub const ID_LENGTH_MAX: usize = 64;
+/// Card numbers (MA-2, MA-10): digits only, ISO/IEC 7812 lengths up to 19 (bank cards), from 8
+/// (store and IC cards); and the cards one member may hold (MA-14: several cards, one identity).
+pub const CARD_NUMBER_LENGTH_MIN: usize = 8;
+pub const CARD_NUMBER_LENGTH_MAX: usize = 19;
+pub const CARDS_PER_MEMBER_MAX: usize = 8;
 /// Free-text fields: channel, merchant, order reference, organisation parts, memo, reason.
 pub const TEXT_LENGTH_MAX: usize = 128;
 /// Commands in one call of the batch API.

@@ -191,6 +191,40 @@ pub struct Member {
     pub kind: String,
     pub status: MemberStatus,
     pub created_at: Ms,
+    /// Card numbers bound to the member, in binding order (MA-2, MA-10, MA-14); each also has
+    /// its `cards` record, which makes it unique.
+    #[serde(default)]
+    pub cards: Vec<String>,
+}
+
+/// A card bound to a member (`cards` database, keyed by card number): the card's one owner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Card {
+    pub v: u8,
+    pub card: String,
+    pub member: String,
+    pub bound_at: Ms,
+    /// the journal entry that bound it
+    pub seq: u64,
+}
+
+/// A card number: digits only, CARD_NUMBER_LENGTH_MIN..=CARD_NUMBER_LENGTH_MAX of them. No
+/// check digit is required: store and IC cards do not all carry a Luhn digit.
+pub fn check_card(card: &str) -> Result<()> {
+    if card.is_empty() {
+        return invalid("card number must not be empty");
+    }
+    // ASCII digits first (full-width digits are not digits here), then the length.
+    if !card.bytes().all(|b| b.is_ascii_digit()) {
+        return invalid("card number may only use the digits 0-9");
+    }
+    if card.len() > CARD_NUMBER_LENGTH_MAX {
+        return Err(LedgerError::LimitExceeded(format!("card number longer than {CARD_NUMBER_LENGTH_MAX} digits")));
+    }
+    if card.len() < CARD_NUMBER_LENGTH_MIN {
+        return invalid(format!("card number must have {CARD_NUMBER_LENGTH_MIN}..={CARD_NUMBER_LENGTH_MAX} digits"));
+    }
+    Ok(())
 }
 
 /// A parcel of points with its own earn time and expiry (EX-1). `s` is the journal entry that

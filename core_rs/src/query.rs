@@ -24,13 +24,14 @@ pub fn member(store: &Store, id: &str) -> Result<Member> {
     get::<Member>(&store.members, &txn, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownMember(id.to_string()))
 }
 
-/// Members bound to a phone (`kind` "phone") or an ID-number hash ("id_hash"), by member id;
-/// at most PAGE_SIZE_MAX.
+/// Members bound to a phone (`kind` "phone"), an ID-number hash ("id_hash") or a card number
+/// ("card": at most one member), by member id; at most PAGE_SIZE_MAX.
 pub fn find_members(store: &Store, kind: &str, value: &str) -> Result<Vec<Member>> {
     let k = match kind {
         "phone" => "p",
         "id_hash" => "i",
-        other => return invalid(format!("find members by phone or id_hash, not {other:?}")),
+        "card" => return member_by_card(store, value).map(|m| m.into_iter().collect()),
+        other => return invalid(format!("find members by phone, id_hash or card, not {other:?}")),
     };
     if value.is_empty() {
         return invalid(format!("{kind} must not be empty"));
@@ -46,6 +47,17 @@ pub fn find_members(store: &Store, kind: &str, value: &str) -> Result<Vec<Member
         }
     }
     Ok(out)
+}
+
+/// The member a card is bound to, if any (the number is checked like at binding).
+fn member_by_card(store: &Store, card: &str) -> Result<Option<Member>> {
+    check_card(card)?;
+    let txn = store.read_txn()?;
+    let Some(c) = get::<Card>(&store.cards, &txn, card.as_bytes())? else {
+        return Ok(None);
+    };
+    let m = get::<Member>(&store.members, &txn, c.member.as_bytes())?;
+    m.map(Some).ok_or_else(|| LedgerError::Storage(format!("card {card} is bound to a missing member {:?}", c.member)))
 }
 
 pub fn programme(store: &Store, id: &str) -> Result<Programme> {

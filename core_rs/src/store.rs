@@ -12,12 +12,14 @@ use crate::limits::*;
 pub type Db = Database<'static, Bytes, Bytes>;
 
 /// Names of the named databases, as `mdb_stat -a` lists them.
-pub const DB_NAMES: [&str; 14] = [
+pub const DB_NAMES: [&str; 15] = [
     "meta", "programmes", "members", "accounts", "state_log", "journal", "idempotency", "holds", "open_holds", "reversals",
     // the rules engine's (issue #3)
     "rules", "rule_state",
     // the gRPC service's (issue #4)
     "outbox", "member_index",
+    // cards (MA-2, MA-10, MA-14)
+    "cards",
 ];
 
 #[derive(Clone)]
@@ -55,6 +57,8 @@ pub struct Store {
     /// `p:` phone / `i:` ID-number hash, `\0`, member id → () : members by bound phone or ID
     /// number (MA-2, MA-14); several members may share a phone (a household).
     pub member_index: Db,
+    /// card number → Card: the member a card is bound to (one member per card).
+    pub cards: Db,
 }
 
 /// The `member_index` keys of a member (its bound phone and ID-number hash, when present).
@@ -93,18 +97,18 @@ impl Store {
         // SAFETY: the engine registry guarantees one open environment per path per process.
         let env = unsafe { opts.open(path) }?;
         let w = env.write_txn()?;
-        let dbs: [Db; 14] = env
+        let dbs: [Db; 15] = env
             .create_databases_and_commit(w, |opener, w| -> heed::Result<_> {
                 let mut out = Vec::with_capacity(DB_NAMES.len());
                 for name in DB_NAMES {
                     out.push(opener.create_database::<Bytes, Bytes>(w, Some(name))?);
                 }
-                let arr: [Database<'_, Bytes, Bytes>; 14] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
+                let arr: [Database<'_, Bytes, Bytes>; 15] = out.try_into().unwrap_or_else(|_| unreachable!("one database per name"));
                 Ok(heed::CommitOrAbort::<_, ()>::Commit(arr))
             })?
             .unwrap_commit();
-        let [meta, programmes, members, accounts, state_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state, outbox, member_index] = dbs;
-        let store = Store { meta, programmes, members, accounts, state_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state, outbox, member_index, env: env.clone(), path: path.to_path_buf() };
+        let [meta, programmes, members, accounts, state_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state, outbox, member_index, cards] = dbs;
+        let store = Store { meta, programmes, members, accounts, state_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state, outbox, member_index, cards, env: env.clone(), path: path.to_path_buf() };
         store.backfill_member_index()?;
         Ok(store)
     }

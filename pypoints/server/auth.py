@@ -48,12 +48,14 @@ ALLOWED: dict[str, set[str]] = {
     "auditor": READ,
     "upstream": {"ledger.credit", "rules.earn", "batch.submit"},
     "operator": {"members.create", "members.get", "members.find", "members.freeze", "members.unfreeze",
+                 "members.bind_card", "members.unbind_card",
                  "ledger.credit", "ledger.redeem", "ledger.hold", "ledger.capture", "ledger.void",
                  "ledger.transfer", "ledger.convert", "ledger.reverse", "ledger.balances", "ledger.get_hold",
                  "ledger.lots", "ledger.history", "programmes.list_point_types", "rules.earn", "rules.dry_run"},
     "merchant": {"ledger.redeem", "ledger.hold", "ledger.capture", "ledger.void", "ledger.reverse",
                  "ledger.balances", "ledger.get_hold"},
-    "shopkeeper": {"ledger.redeem", "ledger.balances", "members.get"},
+    # MA-2: at the till a member is found by card or phone (results filtered to the outlet's subtree)
+    "shopkeeper": {"ledger.redeem", "ledger.balances", "members.get", "members.find"},
 }
 UPSTREAM_BATCH_OPS = {"credit", "earn"}
 
@@ -259,4 +261,4 @@ class Auth:
     def _shopkeeper(self, who: Principal, action: str, req: Any, app: App) -> None:
         if action == "ledger.redeem" and req.order.channel != PROXY_CHANNEL:
             raise denied(f"a shopkeeper may only do proxy redemption (order.channel = {PROXY_CHANNEL!r}) (RL-1)")
-        self._check_members(who, [req.member_id], app)
+        self._check_members(who, self._members_of(action, req, app), app)

@@ -16,7 +16,8 @@ from pypoints.v1 import members_pb2_grpc
 
 def member_pb(m: Member) -> pb.Member:
     return pb.Member(member_id=m.id, programme=m.programme, phone=m.phone, id_hash=m.id_hash or "",
-                     org=list(m.org), tier=m.tier, kind=m.kind, status=m.status, created_at=m.created_at)
+                     org=list(m.org), tier=m.tier, kind=m.kind, status=m.status, created_at=m.created_at,
+                     cards=list(m.cards))
 
 
 class MemberServicer(Servicer, members_pb2_grpc.MemberServiceServicer):
@@ -34,14 +35,11 @@ class MemberServicer(Servicer, members_pb2_grpc.MemberServiceServicer):
     def GetMember(self, req: pb.GetMemberRequest, context: grpc.ServicerContext, who: Any) -> pb.Member:
         return member_pb(self.app.ledger.member(require(req.member_id, "member_id")))
 
-    @rpc("members.find", default_field="phone", fields={"phone": "phone", "id_hash": "id_number"})
+    @rpc("members.find", default_field="phone", fields={"phone": "phone", "id_hash": "id_number", "card": "card"})
     def FindMembers(self, req: pb.FindMembersRequest, context: grpc.ServicerContext, who: Any) -> pb.FindMembersResponse:
         key = req.WhichOneof("key")
         if key is None:
             raise invalid("key", "give phone, id_number or card")
-        if key == "card":
-            raise ApiError(grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED",
-                           "cards are not in the ledger's model yet (card binding arrives with the cards issue)", "card")
         value = getattr(req, key)
         if not value:
             raise invalid(key, f"{key} must not be empty")
@@ -61,3 +59,17 @@ class MemberServicer(Servicer, members_pb2_grpc.MemberServiceServicer):
         require(req.request_id, "request_id")
         r = self.app.ledger.unfreeze(req.request_id, require(req.member_id, "member_id"), req.reason)
         return pb.FreezeMemberResponse(receipt=receipt_pb(r))
+
+    @rpc("members.bind_card", default_field="card", fields={"member id": "member_id", "already holds": "member_id"})
+    def BindCard(self, req: pb.BindCardRequest, context: grpc.ServicerContext, who: Any) -> pb.BindCardResponse:
+        require(req.request_id, "request_id")
+        require(req.card, "card")
+        r = self.app.ledger.bind_card(req.request_id, require(req.member_id, "member_id"), req.card)
+        return pb.BindCardResponse(receipt=receipt_pb(r), member=member_pb(self.app.ledger.member(req.member_id)))
+
+    @rpc("members.unbind_card", default_field="card", fields={"member id": "member_id", "reason": "reason"})
+    def UnbindCard(self, req: pb.UnbindCardRequest, context: grpc.ServicerContext, who: Any) -> pb.BindCardResponse:
+        require(req.request_id, "request_id")
+        require(req.card, "card")
+        r = self.app.ledger.unbind_card(req.request_id, require(req.member_id, "member_id"), req.card, req.reason)
+        return pb.BindCardResponse(receipt=receipt_pb(r), member=member_pb(self.app.ledger.member(req.member_id)))

@@ -26,7 +26,7 @@ _sym_db = _symbol_database.Default()
 from pypoints.v1 import common_pb2 as pypoints_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pypoints/v1/members.proto\x12\x0bpypoints.v1\x1a\x18pypoints/v1/common.proto\"\x9b\x01\n\x06Member\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\tprogramme\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\x12\x0f\n\x07id_hash\x18\x04 \x01(\t\x12\x0b\n\x03org\x18\x05 \x03(\t\x12\x0c\n\x04tier\x18\x06 \x01(\t\x12\x0c\n\x04kind\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x03\"\x9a\x01\n\x13\x43reateMemberRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x11\n\tprogramme\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12\x11\n\tid_number\x18\x05 \x01(\t\x12\x0b\n\x03org\x18\x06 \x03(\t\x12\x0c\n\x04tier\x18\x07 \x01(\t\x12\x0c\n\x04kind\x18\x08 \x01(\t\"b\n\x14\x43reateMemberResponse\x12%\n\x07receipt\x18\x01 \x01(\x0b\x32\x14.pypoints.v1.Receipt\x12#\n\x06member\x18\x02 \x01(\x0b\x32\x13.pypoints.v1.Member\"%\n\x10GetMemberRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\"Q\n\x12\x46indMembersRequest\x12\x0f\n\x05phone\x18\x01 \x01(\tH\x00\x12\x13\n\tid_number\x18\x02 \x01(\tH\x00\x12\x0e\n\x04\x63\x61rd\x18\x03 \x01(\tH\x00\x42\x05\n\x03key\";\n\x13\x46indMembersResponse\x12$\n\x07members\x18\x01 \x03(\x0b\x32\x13.pypoints.v1.Member\"L\n\x13\x46reezeMemberRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"=\n\x14\x46reezeMemberResponse\x12%\n\x07receipt\x18\x01 \x01(\x0b\x32\x14.pypoints.v1.Receipt2\xa3\x03\n\rMemberService\x12S\n\x0c\x43reateMember\x12 .pypoints.v1.CreateMemberRequest\x1a!.pypoints.v1.CreateMemberResponse\x12?\n\tGetMember\x12\x1d.pypoints.v1.GetMemberRequest\x1a\x13.pypoints.v1.Member\x12P\n\x0b\x46indMembers\x12\x1f.pypoints.v1.FindMembersRequest\x1a .pypoints.v1.FindMembersResponse\x12S\n\x0c\x46reezeMember\x12 .pypoints.v1.FreezeMemberRequest\x1a!.pypoints.v1.FreezeMemberResponse\x12U\n\x0eUnfreezeMember\x12 .pypoints.v1.FreezeMemberRequest\x1a!.pypoints.v1.FreezeMemberResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19pypoints/v1/members.proto\x12\x0bpypoints.v1\x1a\x18pypoints/v1/common.proto\"\xaa\x01\n\x06Member\x12\x11\n\tmember_id\x18\x01 \x01(\t\x12\x11\n\tprogramme\x18\x02 \x01(\t\x12\r\n\x05phone\x18\x03 \x01(\t\x12\x0f\n\x07id_hash\x18\x04 \x01(\t\x12\x0b\n\x03org\x18\x05 \x03(\t\x12\x0c\n\x04tier\x18\x06 \x01(\t\x12\x0c\n\x04kind\x18\x07 \x01(\t\x12\x0e\n\x06status\x18\x08 \x01(\t\x12\x12\n\ncreated_at\x18\t \x01(\x03\x12\r\n\x05\x63\x61rds\x18\n \x03(\t\"\x9a\x01\n\x13\x43reateMemberRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x11\n\tprogramme\x18\x03 \x01(\t\x12\r\n\x05phone\x18\x04 \x01(\t\x12\x11\n\tid_number\x18\x05 \x01(\t\x12\x0b\n\x03org\x18\x06 \x03(\t\x12\x0c\n\x04tier\x18\x07 \x01(\t\x12\x0c\n\x04kind\x18\x08 \x01(\t\"b\n\x14\x43reateMemberResponse\x12%\n\x07receipt\x18\x01 \x01(\x0b\x32\x14.pypoints.v1.Receipt\x12#\n\x06member\x18\x02 \x01(\x0b\x32\x13.pypoints.v1.Member\"%\n\x10GetMemberRequest\x12\x11\n\tmember_id\x18\x01 \x01(\t\"Q\n\x12\x46indMembersRequest\x12\x0f\n\x05phone\x18\x01 \x01(\tH\x00\x12\x13\n\tid_number\x18\x02 \x01(\tH\x00\x12\x0e\n\x04\x63\x61rd\x18\x03 \x01(\tH\x00\x42\x05\n\x03key\";\n\x13\x46indMembersResponse\x12$\n\x07members\x18\x01 \x03(\x0b\x32\x13.pypoints.v1.Member\"L\n\x13\x46reezeMemberRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"=\n\x14\x46reezeMemberResponse\x12%\n\x07receipt\x18\x01 \x01(\x0b\x32\x14.pypoints.v1.Receipt\"F\n\x0f\x42indCardRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63\x61rd\x18\x03 \x01(\t\"X\n\x11UnbindCardRequest\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x11\n\tmember_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63\x61rd\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"^\n\x10\x42indCardResponse\x12%\n\x07receipt\x18\x01 \x01(\x0b\x32\x14.pypoints.v1.Receipt\x12#\n\x06member\x18\x02 \x01(\x0b\x32\x13.pypoints.v1.Member2\xb9\x04\n\rMemberService\x12S\n\x0c\x43reateMember\x12 .pypoints.v1.CreateMemberRequest\x1a!.pypoints.v1.CreateMemberResponse\x12?\n\tGetMember\x12\x1d.pypoints.v1.GetMemberRequest\x1a\x13.pypoints.v1.Member\x12P\n\x0b\x46indMembers\x12\x1f.pypoints.v1.FindMembersRequest\x1a .pypoints.v1.FindMembersResponse\x12S\n\x0c\x46reezeMember\x12 .pypoints.v1.FreezeMemberRequest\x1a!.pypoints.v1.FreezeMemberResponse\x12U\n\x0eUnfreezeMember\x12 .pypoints.v1.FreezeMemberRequest\x1a!.pypoints.v1.FreezeMemberResponse\x12G\n\x08\x42indCard\x12\x1c.pypoints.v1.BindCardRequest\x1a\x1d.pypoints.v1.BindCardResponse\x12K\n\nUnbindCard\x12\x1e.pypoints.v1.UnbindCardRequest\x1a\x1d.pypoints.v1.BindCardResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,21 +34,27 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'pypoints.v1.members_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MEMBER']._serialized_start=69
-  _globals['_MEMBER']._serialized_end=224
-  _globals['_CREATEMEMBERREQUEST']._serialized_start=227
-  _globals['_CREATEMEMBERREQUEST']._serialized_end=381
-  _globals['_CREATEMEMBERRESPONSE']._serialized_start=383
-  _globals['_CREATEMEMBERRESPONSE']._serialized_end=481
-  _globals['_GETMEMBERREQUEST']._serialized_start=483
-  _globals['_GETMEMBERREQUEST']._serialized_end=520
-  _globals['_FINDMEMBERSREQUEST']._serialized_start=522
-  _globals['_FINDMEMBERSREQUEST']._serialized_end=603
-  _globals['_FINDMEMBERSRESPONSE']._serialized_start=605
-  _globals['_FINDMEMBERSRESPONSE']._serialized_end=664
-  _globals['_FREEZEMEMBERREQUEST']._serialized_start=666
-  _globals['_FREEZEMEMBERREQUEST']._serialized_end=742
-  _globals['_FREEZEMEMBERRESPONSE']._serialized_start=744
-  _globals['_FREEZEMEMBERRESPONSE']._serialized_end=805
-  _globals['_MEMBERSERVICE']._serialized_start=808
-  _globals['_MEMBERSERVICE']._serialized_end=1227
+  _globals['_MEMBER']._serialized_end=239
+  _globals['_CREATEMEMBERREQUEST']._serialized_start=242
+  _globals['_CREATEMEMBERREQUEST']._serialized_end=396
+  _globals['_CREATEMEMBERRESPONSE']._serialized_start=398
+  _globals['_CREATEMEMBERRESPONSE']._serialized_end=496
+  _globals['_GETMEMBERREQUEST']._serialized_start=498
+  _globals['_GETMEMBERREQUEST']._serialized_end=535
+  _globals['_FINDMEMBERSREQUEST']._serialized_start=537
+  _globals['_FINDMEMBERSREQUEST']._serialized_end=618
+  _globals['_FINDMEMBERSRESPONSE']._serialized_start=620
+  _globals['_FINDMEMBERSRESPONSE']._serialized_end=679
+  _globals['_FREEZEMEMBERREQUEST']._serialized_start=681
+  _globals['_FREEZEMEMBERREQUEST']._serialized_end=757
+  _globals['_FREEZEMEMBERRESPONSE']._serialized_start=759
+  _globals['_FREEZEMEMBERRESPONSE']._serialized_end=820
+  _globals['_BINDCARDREQUEST']._serialized_start=822
+  _globals['_BINDCARDREQUEST']._serialized_end=892
+  _globals['_UNBINDCARDREQUEST']._serialized_start=894
+  _globals['_UNBINDCARDREQUEST']._serialized_end=982
+  _globals['_BINDCARDRESPONSE']._serialized_start=984
+  _globals['_BINDCARDRESPONSE']._serialized_end=1078
+  _globals['_MEMBERSERVICE']._serialized_start=1081
+  _globals['_MEMBERSERVICE']._serialized_end=1650
 # @@protoc_insertion_point(module_scope)

@@ -9,7 +9,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Member(_message.Message):
-    __slots__ = ("member_id", "programme", "phone", "id_hash", "org", "tier", "kind", "status", "created_at")
+    __slots__ = ("member_id", "programme", "phone", "id_hash", "org", "tier", "kind", "status", "created_at", "cards")
     MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
     PROGRAMME_FIELD_NUMBER: _ClassVar[int]
     PHONE_FIELD_NUMBER: _ClassVar[int]
@@ -19,6 +19,7 @@ class Member(_message.Message):
     KIND_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    CARDS_FIELD_NUMBER: _ClassVar[int]
     member_id: str
     programme: str
     phone: str
@@ -28,7 +29,8 @@ class Member(_message.Message):
     kind: str
     status: str
     created_at: int
-    def __init__(self, member_id: _Optional[str] = ..., programme: _Optional[str] = ..., phone: _Optional[str] = ..., id_hash: _Optional[str] = ..., org: _Optional[_Iterable[str]] = ..., tier: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[int] = ...) -> None: ...
+    cards: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, member_id: _Optional[str] = ..., programme: _Optional[str] = ..., phone: _Optional[str] = ..., id_hash: _Optional[str] = ..., org: _Optional[_Iterable[str]] = ..., tier: _Optional[str] = ..., kind: _Optional[str] = ..., status: _Optional[str] = ..., created_at: _Optional[int] = ..., cards: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateMemberRequest(_message.Message):
     __slots__ = ("request_id", "member_id", "programme", "phone", "id_number", "org", "tier", "kind")
@@ -95,3 +97,33 @@ class FreezeMemberResponse(_message.Message):
     RECEIPT_FIELD_NUMBER: _ClassVar[int]
     receipt: _common_pb2.Receipt
     def __init__(self, receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ...) -> None: ...
+
+class BindCardRequest(_message.Message):
+    __slots__ = ("request_id", "member_id", "card")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    member_id: str
+    card: str
+    def __init__(self, request_id: _Optional[str] = ..., member_id: _Optional[str] = ..., card: _Optional[str] = ...) -> None: ...
+
+class UnbindCardRequest(_message.Message):
+    __slots__ = ("request_id", "member_id", "card", "reason")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_ID_FIELD_NUMBER: _ClassVar[int]
+    CARD_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    member_id: str
+    card: str
+    reason: str
+    def __init__(self, request_id: _Optional[str] = ..., member_id: _Optional[str] = ..., card: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class BindCardResponse(_message.Message):
+    __slots__ = ("receipt", "member")
+    RECEIPT_FIELD_NUMBER: _ClassVar[int]
+    MEMBER_FIELD_NUMBER: _ClassVar[int]
+    receipt: _common_pb2.Receipt
+    member: Member
+    def __init__(self, receipt: _Optional[_Union[_common_pb2.Receipt, _Mapping]] = ..., member: _Optional[_Union[Member, _Mapping]] = ...) -> None: ...

@@ -60,6 +60,16 @@ class MemberServiceStub:
                 request_serializer=pypoints_dot_v1_dot_members__pb2.FreezeMemberRequest.SerializeToString,
                 response_deserializer=pypoints_dot_v1_dot_members__pb2.FreezeMemberResponse.FromString,
                 _registered_method=True)
+        self.BindCard = channel.unary_unary(
+                '/pypoints.v1.MemberService/BindCard',
+                request_serializer=pypoints_dot_v1_dot_members__pb2.BindCardRequest.SerializeToString,
+                response_deserializer=pypoints_dot_v1_dot_members__pb2.BindCardResponse.FromString,
+                _registered_method=True)
+        self.UnbindCard = channel.unary_unary(
+                '/pypoints.v1.MemberService/UnbindCard',
+                request_serializer=pypoints_dot_v1_dot_members__pb2.UnbindCardRequest.SerializeToString,
+                response_deserializer=pypoints_dot_v1_dot_members__pb2.BindCardResponse.FromString,
+                _registered_method=True)
 
 
 class MemberServiceServicer:
@@ -79,9 +89,8 @@ class MemberServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def FindMembers(self, request, context):
-        """Members bound to a phone number or a national ID number (MA-2, MA-14), by member id; a
-        phone may be shared (a household). Lookup by card is declared for the cards issue and
-        answers UNIMPLEMENTED until cards exist.
+        """Members bound to a phone number, a national ID number or a card (MA-2, MA-14), by member
+        id; a phone may be shared (a household), a card identifies at most one member.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +105,23 @@ class MemberServiceServicer:
 
     def UnfreezeMember(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BindCard(self, request, context):
+        """Bind a card number to a member (MA-2, MA-10). Mutating. A card identifies one member:
+        ALREADY_EXISTS / CARD_ALREADY_BOUND when it is bound already; a member holds at most
+        CARDS_PER_MEMBER_MAX (8) cards (INVALID_ARGUMENT / LIMIT_EXCEEDED past that).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnbindCard(self, request, context):
+        """Unbind a lost or replaced card from its member. Mutating. NOT_FOUND / UNKNOWN_CARD when the
+        member does not hold it.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -127,6 +153,16 @@ def add_MemberServiceServicer_to_server(servicer, server):
                     servicer.UnfreezeMember,
                     request_deserializer=pypoints_dot_v1_dot_members__pb2.FreezeMemberRequest.FromString,
                     response_serializer=pypoints_dot_v1_dot_members__pb2.FreezeMemberResponse.SerializeToString,
+            ),
+            'BindCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.BindCard,
+                    request_deserializer=pypoints_dot_v1_dot_members__pb2.BindCardRequest.FromString,
+                    response_serializer=pypoints_dot_v1_dot_members__pb2.BindCardResponse.SerializeToString,
+            ),
+            'UnbindCard': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnbindCard,
+                    request_deserializer=pypoints_dot_v1_dot_members__pb2.UnbindCardRequest.FromString,
+                    response_serializer=pypoints_dot_v1_dot_members__pb2.BindCardResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -264,6 +300,60 @@ class MemberService:
             '/pypoints.v1.MemberService/UnfreezeMember',
             pypoints_dot_v1_dot_members__pb2.FreezeMemberRequest.SerializeToString,
             pypoints_dot_v1_dot_members__pb2.FreezeMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BindCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pypoints.v1.MemberService/BindCard',
+            pypoints_dot_v1_dot_members__pb2.BindCardRequest.SerializeToString,
+            pypoints_dot_v1_dot_members__pb2.BindCardResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnbindCard(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/pypoints.v1.MemberService/UnbindCard',
+            pypoints_dot_v1_dot_members__pb2.UnbindCardRequest.SerializeToString,
+            pypoints_dot_v1_dot_members__pb2.BindCardResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -252,6 +252,8 @@ fn parse(obj: &Bound<'_, PyAny>) -> Result<Envelope, LedgerError> {
         "expire" => Command::Expire { as_of: f.int(3)?, after: f.opt_str(4)? },
         "freeze" => Command::Freeze { member: f.str(3)?, reason: f.str(4)? },
         "unfreeze" => Command::Unfreeze { member: f.str(3)?, reason: f.str(4)? },
+        "bind_card" => Command::BindCard { member: f.str(3)?, card: f.str(4)? },
+        "unbind_card" => Command::UnbindCard { member: f.str(3)?, card: f.str(4)?, reason: f.str(5)? },
         "earn" => Command::Earn { event: parse_event(&f, 3)? },
         "define_rule" => Command::DefineRule { rule: record(&f, 3, "rule")? },
         "update_rule" => Command::UpdateRule { rule: record(&f, 3, "rule")? },
@@ -390,7 +392,8 @@ impl Engine {
         Ok(PyBytes::new(py, &b))
     }
 
-    /// msgpack members bound to a phone (`kind` "phone") or an ID-number hash ("id_hash").
+    /// msgpack members bound to a phone (`kind` "phone"), an ID-number hash ("id_hash") or a
+    /// card number ("card").
     fn find_members<'py>(&self, py: Python<'py>, kind: String, value: String) -> PyResult<Vec<Bound<'py, PyBytes>>> {
         let e = self.engine(py)?;
         let rows = detached(py, move || Ok(query::find_members(&e.store, &kind, &value)?.iter().map(encode).collect::<Vec<_>>()))?;
@@ -548,6 +551,9 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("SUBMIT_CHUNK_COMMANDS", limits::SUBMIT_CHUNK_COMMANDS)?;
     m.add("QUEUE_DEPTH_MAX", limits::QUEUE_DEPTH_MAX)?;
     m.add("LOTS_PER_ACCOUNT_MAX", limits::LOTS_PER_ACCOUNT_MAX)?;
+    m.add("CARD_NUMBER_LENGTH_MIN", limits::CARD_NUMBER_LENGTH_MIN)?;
+    m.add("CARD_NUMBER_LENGTH_MAX", limits::CARD_NUMBER_LENGTH_MAX)?;
+    m.add("CARDS_PER_MEMBER_MAX", limits::CARDS_PER_MEMBER_MAX)?;
     m.add("EXPIRE_ACCOUNTS_PER_COMMAND_MAX", limits::EXPIRE_ACCOUNTS_PER_COMMAND_MAX)?;
     m.add("HOLD_TTL_MS_MIN", limits::HOLD_TTL_MS_MIN)?;
     m.add("HOLD_TTL_MS_MAX", limits::HOLD_TTL_MS_MAX)?;

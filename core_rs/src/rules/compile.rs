@@ -469,7 +469,7 @@ mod tests {
 
     #[test]
     fn prepare_resolves_only_the_dimensions_some_condition_reads() {
-        let m = Member { v: 1, id: "m1".into(), programme: "p".into(), phone: String::new(), id_hash: None, org: vec!["Jiangsu".into()], tier: "gold".into(), kind: "individual".into(), status: crate::model::MemberStatus::Active, created_at: 0 };
+        let m = Member { v: 1, id: "m1".into(), programme: "p".into(), phone: String::new(), id_hash: None, org: vec!["Jiangsu".into()], tier: "gold".into(), kind: "individual".into(), status: crate::model::MemberStatus::Active, created_at: 0, cards: vec![] };
         let ev = Event { kind: "purchase".into(), member: "m1".into(), amount: 100, term_days: 0, channel: "app".into(), merchant: "shop".into(), category: "5411".into(), org: vec![], attrs: vec![("card".into(), "platinum".into())] };
         let s = |x: &str| vec![x.to_string()];
         let narrow = Compiled::build("p", None, None, vec![], vec![rule("a", Cond::Merchant(s("shop")))]);

@@ -123,6 +123,14 @@ pub fn freeze(m: &str) -> Command {
     Command::Freeze { member: m.into(), reason: "abuse".into() }
 }
 
+pub fn bind_card(m: &str, card: &str) -> Command {
+    Command::BindCard { member: m.into(), card: card.into() }
+}
+
+pub fn unbind_card(m: &str, card: &str) -> Command {
+    Command::UnbindCard { member: m.into(), card: card.into(), reason: "lost".into() }
+}
+
 pub fn unfreeze(m: &str) -> Command {
     Command::Unfreeze { member: m.into(), reason: "cleared".into() }
 }
@@ -317,6 +325,7 @@ pub fn snapshot(store: &Store) -> Snapshot {
         ("holds", &store.holds),
         ("open_holds", &store.open_holds),
         ("reversals", &store.reversals),
+        ("cards", &store.cards),
     ];
     dbs.into_iter()
         .map(|(name, db)| {
