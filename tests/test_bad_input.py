@@ -662,11 +662,13 @@ def test_malformed_tuples_fail_alone_inside_a_batch(ledger):
 def test_malformed_tuples_across_submit_chunks_keep_their_places(ledger):
     # A batch larger than SUBMIT_CHUNK_COMMANDS is parsed and queued a chunk at a time (the
     # writer applies one chunk while the next is parsed): a malformed tuple in a later chunk
-    # still fails alone, and every result stays at its command's index.
+    # still fails alone, and every result stays at its command's index (results are built chunk
+    # by chunk as each becomes durable: first, boundary and trailing errors included).
     chunk = _core.SUBMIT_CHUNK_COMMANDS
-    bad_at = {chunk - 1, chunk, 2 * chunk + 1}
+    n = 2 * chunk + 5
+    bad_at = {0, chunk - 1, chunk, chunk + 1, 2 * chunk + 2, n - 2, n - 1}
     batch = [MALFORMED[0] if i in bad_at else (Credit(f"chunk.{i}", "bob" if i % 2 else "alice", "general", 1)
-                                               .as_tuple(NOW)) for i in range(2 * chunk + 3)]
+                                               .as_tuple(NOW)) for i in range(n)]
     bob_before, alice_before = ledger.balance("bob", "general").total, ledger.balance("alice", "general").total
 
     results = ledger.submit_tuples(batch)
@@ -681,6 +683,9 @@ def test_malformed_tuples_across_submit_chunks_keep_their_places(ledger):
     assert (ledger.balance("bob", "general").total - bob_before
             + ledger.balance("alice", "general").total - alice_before) == applied
     assert ledger.audit().ok
+    # nothing well-formed at all: no chunk is queued, every result is its parse error
+    assert [type(r) for r in ledger.submit_tuples([MALFORMED[0]] * 3)] == [InvalidArgument] * 3
+    assert ledger.submit_tuples([]) == []
 
 
 def test_batch_results_keep_input_order(ledger):

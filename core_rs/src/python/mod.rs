@@ -311,32 +311,41 @@ impl Engine {
             return Err(to_pyerr(py, LedgerError::LimitExceeded(format!("a batch holds at most {} commands", limits::BATCH_SIZE_MAX))));
         }
         // Parse a chunk, queue it (GIL released), parse the next while the writer applies it.
-        let mut parsed: Vec<Result<usize, LedgerError>> = Vec::with_capacity(commands.len());
+        let mut parsed: Vec<Result<(), LedgerError>> = Vec::with_capacity(commands.len());
         let mut pending = Vec::with_capacity(commands.len().div_ceil(limits::SUBMIT_CHUNK_COMMANDS));
-        let mut queued = 0;
         let mut good = Vec::with_capacity(limits::SUBMIT_CHUNK_COMMANDS);
         for (k, item) in commands.iter().enumerate() {
-            parsed.push(parse(&item).map(|env| {
-                good.push(env);
-                queued += 1;
-                queued - 1
-            }));
+            parsed.push(parse(&item).map(|env| good.push(env)));
             if good.len() == limits::SUBMIT_CHUNK_COMMANDS || (k + 1 == commands.len() && !good.is_empty()) {
                 let (e, chunk) = (engine.clone(), std::mem::take(&mut good));
                 pending.push(detached(py, move || e.submit_async(chunk))?);
             }
         }
-        let mut results = Vec::with_capacity(queued);
+        // Build each chunk's Python results as soon as it is durable, while the writer works on
+        // the chunks after it; in input order, parse errors in their places.
+        let mut out = Vec::with_capacity(parsed.len());
+        let mut parsed = parsed.into_iter().peekable();
         for p in pending {
-            results.extend(detached(py, move || p.wait())?.into_iter().map(Some));
+            let mut results = detached(py, move || p.wait())?.into_iter().peekable();
+            loop {
+                let r = match parsed.peek() {
+                    Some(Err(_)) => Err(parsed.next().and_then(|p| p.err()).expect("peeked an error")),
+                    Some(Ok(())) if results.peek().is_some() => {
+                        parsed.next();
+                        results.next().expect("peeked")
+                    }
+                    _ => break,
+                };
+                out.push(outcome_object(py, r)?);
+            }
+            debug_assert!(results.next().is_none(), "one result per queued command");
         }
-        parsed
-            .into_iter()
-            .map(|p| match p {
-                Ok(i) => outcome_object(py, results[i].take().expect("one result per command")),
-                Err(e) => outcome_object(py, Err(e)),
-            })
-            .collect()
+        for p in parsed {
+            let e = p.err().expect("every queued command has its result");
+            out.push(outcome_object(py, Err(e))?);
+        }
+        debug_assert_eq!(out.len(), commands.len());
+        Ok(out)
     }
 
     /// Apply one command tuple; raise its typed error.
