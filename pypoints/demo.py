@@ -57,6 +57,11 @@ def member_id(i: int) -> str:
     return f"m{i:05d}"
 
 
+def card_number(i: int) -> str:
+    """The demo's 19-digit bank card of member i (card holders: i = 1, 5, 9, ...)."""
+    return f"62220202{i:011d}"
+
+
 def run_day(ledger: Ledger) -> DayReport:
     rng = random.Random(20261123)
     rep = DayReport()
@@ -73,6 +78,8 @@ def run_day(ledger: Ledger) -> DayReport:
                         f"37010219900101{i:04d}", ORGS[i % len(ORGS)],
                         "gold" if i % 10 == 0 else "ordinary", "staff" if i % 50 == 0 else "individual")
            for i in range(MEMBERS)], 0.5)
+    # MA-10: card holders get their bank card bound as an identifier (found by card at a till, MA-2).
+    batch([c.BindCard(f"card.{member_id(i)}", member_id(i), card_number(i)) for i in range(1, MEMBERS, 4)], 0.75)
     # Scenario 1: the nightly upstream file: deposits (10,000 CNY × 1 y → 16) and insurance (→ 5).
     nightly = [c.Credit(f"d20261123.deposit.{i}", member_id(i), "internal", 16 * rng.randint(1, 40), memo="deposit")
                for i in range(MEMBERS)]

@@ -21,7 +21,7 @@ def test_demo_runs_a_day_and_audits_clean(tmp_path: Path) -> None:
     first = run_cli("demo", "--data-dir", str(data))
     assert first.returncode == 0, first.stderr
     assert "audit OK" in first.stdout
-    for op in ("credit", "redeem", "hold", "capture", "void", "reverse", "transfer", "convert", "expire"):
+    for op in ("credit", "redeem", "hold", "capture", "void", "reverse", "transfer", "convert", "expire", "bind_card"):
         assert op in first.stdout
     # Refusals are typed and visible: RD-8 insufficient, RK-4 frozen, XF-9 not transferable.
     for reason in ("INSUFFICIENT_POINTS", "MEMBER_FROZEN", "NOT_TRANSFERABLE"):
@@ -29,6 +29,8 @@ def test_demo_runs_a_day_and_audits_clean(tmp_path: Path) -> None:
     with pp.Ledger(data) as ledger:
         entries = ledger.audit().entries
         frozen = ledger.member(demo.member_id(999)).status
+        # MA-2, MA-10: card holders are found by their bound bank card
+        assert [m.id for m in ledger.find_members(card=demo.card_number(5))] == [demo.member_id(5)]
         # EX-7: card points credited today are pending until tomorrow.
         pending = sum(b.pending for i in range(1, 40, 4) for b in ledger.balances(
             demo.member_id(i), at=pp.to_ms(demo.DAY) + 12 * demo.HOUR_MS))
