@@ -1,6 +1,8 @@
 //! Writer throughput without Python: `cargo run --release --example writer_bench -- MEMBERS BATCH ROUNDS [nosync]`.
 //! Loads MEMBERS members with 3-5 lots each (as bench/workloads.py), then times ROUNDS batches of BATCH credits and
-//! redeems to uniformly random members (each durable unless `nosync`).
+//! redeems to uniformly random members (each durable unless `nosync`). Command ids count up
+//! ("c000000000001", …, as upstream files number them), or with WRITER_BENCH_RANDOM_IDS=1 are
+//! random (as UUIDs are), which scatters the idempotency records over their B-tree.
 use std::time::Instant;
 
 use pypoints_core::command::{Command, Envelope, Order};
@@ -62,6 +64,17 @@ fn main() {
         rng ^= rng << 17;
         rng
     };
+    let random_ids = std::env::var("WRITER_BENCH_RANDOM_IDS").is_ok_and(|v| v == "1");
+    // splitmix64: a bijection, so random-looking ids stay unique
+    let id = |prefix: char, k: u64| {
+        if !random_ids {
+            return format!("{prefix}{k:012}");
+        }
+        let mut z = k.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        format!("{prefix}{:016x}", z ^ (z >> 31))
+    };
     let mut k = 0u64;
     let mut last = e.stats.snapshot();
     let (mut total_s, ckpt0) = (0.0, checkpoints(&e));
@@ -69,7 +82,7 @@ fn main() {
         let cmds: Vec<Envelope> = (0..batch)
             .map(|_| {
                 k += 1;
-                env(format!("c{k:012}"), Command::Credit { member: format!("m{}", next() % members as u64), point_type: "a".into(), amount: 10 + (k as i64 % 491), effective_at: None, memo: String::new() })
+                env(id('c', k), Command::Credit { member: format!("m{}", next() % members as u64), point_type: "a".into(), amount: 10 + (k as i64 % 491), effective_at: None, memo: String::new() })
             })
             .collect();
         let t = Instant::now();
@@ -86,7 +99,7 @@ fn main() {
         let cmds: Vec<Envelope> = (0..batch)
             .map(|_| {
                 k += 1;
-                env(format!("r{k:012}"), Command::Redeem { member: format!("m{}", next() % members as u64), point_type: None, amount: 150 + (k as i64 % 101), order: Order::default() })
+                env(id('r', k), Command::Redeem { member: format!("m{}", next() % members as u64), point_type: None, amount: 150 + (k as i64 % 101), order: Order::default() })
             })
             .collect();
         let t = Instant::now();

@@ -53,8 +53,7 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
     // Every acknowledged command id must still find its entries (a deleted tail entry that
     // posted nothing would otherwise go unnoticed), and no entry may lack its id record.
     let mut recorded = 0u64;
-    for item in store.idempotency.iter(&txn)? {
-        let (k, v) = item?;
+    for (k, v) in all_logged(store, &txn, LogTag::Idem)? {
         let id = String::from_utf8_lossy(k).into_owned();
         let rec: IdemRecord = decode(v)?;
         recorded += rec.n as u64;

@@ -8,7 +8,7 @@
 //! A stale "maybe" is harmless: the LMDB lookup that follows is the authority.
 use crate::error::Result;
 use crate::limits::{IDEM_FILTER_BITS_MIN, IDEM_FILTER_BITS_PER_ID};
-use crate::store::Store;
+use crate::store::{LogTag, StateLogBlob, Store};
 use heed::RoTxn;
 
 /// Probes per id: ~1% false positives at `IDEM_FILTER_BITS_PER_ID` = 10.
@@ -75,13 +75,26 @@ impl IdemFilter {
         IdemFilter { layers: vec![Layer::with_bits(bits)] }
     }
 
-    /// Build from every id in the `idempotency` database, sized for twice as many.
+    /// Build from every recorded id: the `idempotency` database and the ids still in the state
+    /// log (a crash leaves them there), sized for twice as many.
     pub fn load(store: &Store, txn: &RoTxn<'_>) -> Result<IdemFilter> {
-        let n = store.idempotency.len(txn)?;
-        let mut f = IdemFilter::with_bits(2 * n * IDEM_FILTER_BITS_PER_ID);
+        let mut logged = vec![];
+        for item in store.state_log.iter(txn)? {
+            let (_, blob) = item?;
+            for (k, _) in StateLogBlob::entries(blob)? {
+                if let (LogTag::Idem, id) = LogTag::split(k)? {
+                    logged.push(id);
+                }
+            }
+        }
+        let n = store.idempotency.len(txn)? as usize + logged.len();
+        let mut f = IdemFilter::with_bits(2 * n as u64 * IDEM_FILTER_BITS_PER_ID);
         for item in store.idempotency.iter(txn)? {
             let (k, _) = item?;
             f.insert(k);
+        }
+        for id in logged {
+            f.insert(id);
         }
         Ok(f)
     }

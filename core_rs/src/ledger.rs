@@ -3,7 +3,8 @@
 //! LMDB transaction only when it succeeded, so a refused command changes nothing even inside a
 //! group commit that other commands share.
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
 
 use compact_str::CompactString as AcctKey;
 use rustc_hash::FxHashMap;
@@ -44,11 +45,16 @@ pub struct Ledger {
     /// Every recorded command id (a Bloom filter): most ids are new, and this proves it
     /// without an LMDB lookup.
     idem: IdemFilter,
+    /// The idempotency records of this group's commands: logged with the group's states
+    /// (`log_dirty`, tag `i`), merged into `idempotency` in key order later. Cleared by `reload`.
+    idem_group: FxHashMap<String, IdemRecord>,
     /// the keys in the state log, so a cache miss on a key it lacks skips the log search
     logged: LoggedKeys,
     /// `state_log` records and the account states in them since the last checkpoint.
     log_groups: usize,
     log_entries: usize,
+    /// idempotency records among `log_entries` (they are not in `logged`)
+    log_idem: usize,
     /// states the last group logged (sizes its merge slice), and whether they folded into the
     /// newest record instead of taking a record slot
     last_logged: usize,
@@ -167,6 +173,7 @@ impl Ledger {
         drop(txn);
         let mut l = Ledger {
             idem,
+            idem_group: FxHashMap::default(),
             store,
             programmes: HashMap::new(),
             next_seq: 1,
@@ -178,6 +185,7 @@ impl Ledger {
             logged: LoggedKeys::default(),
             log_groups: 0,
             log_entries: 0,
+            log_idem: 0,
             last_logged: 0,
             last_folded: false,
             merge: None,
@@ -196,6 +204,7 @@ impl Ledger {
         let txn = store.read_txn()?;
         self.accounts.borrow_mut().clear();
         self.accounts_dirty.clear();
+        self.idem_group.clear();
         self.members.borrow_mut().clear();
         self.rules.borrow_mut().clear();
         self.programmes.clear();
@@ -223,27 +232,33 @@ impl Ledger {
         Ok(())
     }
 
-    /// Recount the log's records and states; with `keys`, rebuild the set of keys it holds too.
+    /// Recount the log's records, states and idempotency records; with `keys`, rebuild the set
+    /// of keys it holds too.
     fn count_log(&mut self, txn: &heed::RoTxn<'_, heed::WithoutTls>, keys: bool) -> Result<()> {
         self.log_groups = 0;
         self.log_entries = 0;
+        self.log_idem = 0;
         if keys {
             self.logged.clear();
         }
         for item in self.store.state_log.iter(txn)? {
             let (k, blob) = item?;
             self.log_groups += 1;
-            if keys {
-                let record = record_seq(k)?;
-                for (k, _) in StateLogBlob::entries(blob)? {
-                    self.log_entries += 1;
+            let record = record_seq(k)?;
+            for (k, _) in StateLogBlob::entries(blob)? {
+                self.log_entries += 1;
+                self.log_idem += (k.first() == Some(&(LogTag::Idem as u8))) as usize;
+                if keys {
                     self.logged.insert_tagged(k, record);
                 }
-            } else {
-                self.log_entries += StateLogBlob::len(blob)?;
             }
         }
         Ok(())
+    }
+
+    /// Keys a merge cycle starting now would merge at most.
+    fn log_keys(&self) -> usize {
+        self.logged.len() + self.log_idem
     }
 
     /// Log the accounts and rule states the group changed (one sorted record, appended); call
@@ -259,7 +274,7 @@ impl Ledger {
         } else {
             let p = self.merge_policy;
             if self.merge.is_none() && self.log_groups > 0 && (self.log_entries >= p.at_entries || self.log_groups >= p.at_groups) {
-                self.merge = Some(MergeCycle { upto: self.next_seq - 1, from: vec![], keys: self.logged.len(), merged: 0 });
+                self.merge = Some(MergeCycle { upto: self.next_seq - 1, from: vec![], keys: self.log_keys(), merged: 0 });
             }
             match &self.merge {
                 None => false,
@@ -285,22 +300,25 @@ impl Ledger {
     fn log_dirty(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
         let mut dirty = std::mem::take(&mut self.accounts_dirty);
         let states = self.rules_dirty_states();
+        let mut ids: Vec<(String, IdemRecord)> = self.idem_group.drain().collect();
         self.last_logged = 0;
         self.last_folded = false;
-        if dirty.is_empty() && states.is_empty() {
+        if dirty.is_empty() && states.is_empty() && ids.is_empty() {
             return Ok(());
         }
         dirty.sort_unstable();
         dirty.dedup();
+        ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        let ids: Vec<(String, Vec<u8>)> = ids.into_iter().map(|(id, rec)| (id, encode(&rec))).collect();
         // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
         let record = self.next_seq - 1;
-        let n = dirty.len() + states.len();
+        let n = dirty.len() + ids.len() + states.len();
         let fold = self.fold_target(txn, n)?;
         let cache = self.accounts.borrow();
-        let states_bytes: usize = states.iter().map(|(m, v)| 1 + m.len() + v.len()).sum();
+        let states_bytes: usize = states.iter().chain(&ids).map(|(m, v)| 1 + m.len() + v.len()).sum();
         let mut blob = StateLogBlobWriter::new(n, dirty.len() * STATE_LOG_ACCOUNT_BYTES_TYPICAL + states_bytes);
-        // In key order: accounts (tag a) then rule states (tag r), each sorted by key. Account
-        // states are encoded straight into the record.
+        // In key order: accounts (tag a), idempotency records (tag i), rule states (tag r), each
+        // sorted by key. Account states are encoded straight into the record.
         let mut key = Vec::with_capacity(2 * ID_LENGTH_MAX + 2);
         let account_key = |key: &mut Vec<u8>, k: &AcctKey| {
             key.clear();
@@ -335,16 +353,20 @@ impl Ledger {
                 at = end;
             }
         });
-        for (m, v) in &states {
-            key.clear();
-            key.push(LogTag::RuleState as u8);
-            key.extend_from_slice(m.as_bytes());
-            blob.push(&key, |out| out.extend_from_slice(v));
-            self.logged.insert_tagged(&key, record);
+        for (tag, rows) in [(LogTag::Idem, &ids), (LogTag::RuleState, &states)] {
+            for (k, v) in rows {
+                key.clear();
+                key.push(tag as u8);
+                key.extend_from_slice(k.as_bytes());
+                blob.push(&key, |out| out.extend_from_slice(v));
+                self.logged.insert_tagged(&key, record);
+            }
         }
         drop(cache);
         let blob = blob.finish();
         self.last_logged = n;
+        // An id is recorded once, so a fold never finds it in the record it folds into.
+        self.log_idem += ids.len();
         if let Some((prev, old)) = fold {
             return self.fold_into(txn, prev, old, &blob, record);
         }
@@ -435,31 +457,34 @@ impl Ledger {
                 let seq = record_seq(k)?;
                 recs.push((seq, blob, StateLogBlob::lower_bound(blob, &cycle.from)?, StateLogBlob::len(blob)?));
             }
-            loop {
-                // the smallest key at the records' cursors
-                let mut least: Option<&[u8]> = None;
-                for (_, blob, pos, n) in &recs {
-                    if pos < n {
-                        let (k, _) = StateLogBlob::entry(blob, *pos, *n)?;
-                        if least.is_none_or(|l| k < l) {
-                            least = Some(k);
-                        }
-                    }
+            // The records' cursors by (key, record index): the smallest key comes first, and a
+            // key several records hold comes oldest record first (a k-way merge: O(log records)
+            // per key, where comparing every record's cursor cost O(records)).
+            let mut heap = BinaryHeap::with_capacity(recs.len());
+            for (i, &(_, blob, pos, n)) in recs.iter().enumerate() {
+                if pos < n {
+                    heap.push(Reverse((StateLogBlob::entry(blob, pos, n)?.0, i)));
                 }
-                let Some(key) = least else { break None };
+            }
+            loop {
+                let Some(&Reverse((key, _))) = heap.peek() else { break None };
                 if rows.len() == per_step {
                     break Some(key.to_vec());
                 }
                 // newest state of the key; merged only if a record of this cycle holds it
                 let (mut newest, mut in_cycle) = (None, false);
-                for (seq, blob, pos, n) in recs.iter_mut() {
+                while let Some(&Reverse((k, i))) = heap.peek() {
+                    if k != key {
+                        break;
+                    }
+                    heap.pop();
+                    let (seq, blob, pos, n) = &mut recs[i];
+                    let (_, v) = StateLogBlob::entry(blob, *pos, *n)?;
+                    newest = Some(v);
+                    in_cycle |= *seq <= upto;
+                    *pos += 1;
                     if *pos < *n {
-                        let (k, v) = StateLogBlob::entry(blob, *pos, *n)?;
-                        if k == key {
-                            newest = Some(v);
-                            in_cycle |= *seq <= upto;
-                            *pos += 1;
-                        }
+                        heap.push(Reverse((StateLogBlob::entry(blob, *pos, *n)?.0, i)));
                     }
                 }
                 if in_cycle {
@@ -498,7 +523,7 @@ impl Ledger {
             return Ok(());
         };
         // One merge cycle over every record, in a single step (replacing any cycle under way).
-        self.merge = Some(MergeCycle { upto: record_seq(last)?, from: vec![], keys: self.logged.len(), merged: 0 });
+        self.merge = Some(MergeCycle { upto: record_seq(last)?, from: vec![], keys: self.log_keys(), merged: 0 });
         let done = self.merge_step(txn, usize::MAX)?;
         assert!(done && self.log_groups == 0 && self.logged.is_empty(), "a full checkpoint empties the state log");
         self.full_checkpoints += 1;
@@ -518,7 +543,7 @@ impl Ledger {
             // The sweep scans `accounts` in key order: bring it up to date first.
             self.checkpoint(txn)?;
         }
-        let seen = if self.idem.may_contain(env.id.as_bytes()) { get::<IdemRecord>(&self.store.idempotency, txn, env.id.as_bytes())? } else { None };
+        let seen = if self.idem.may_contain(env.id.as_bytes()) { self.idem_record(txn, &env.id)? } else { None };
         if let Some(rec) = seen {
             if rec.h != fp {
                 return Err(LedgerError::IdempotencyConflict(env.id.clone()));
@@ -546,6 +571,15 @@ impl Ledger {
             w.drafts.push(Draft::default());
         }
         self.flush(txn, w, env, fp)
+    }
+
+    /// The idempotency record of command `id`: written by this group, still in the state log,
+    /// or merged into `idempotency`.
+    fn idem_record(&self, txn: &RwTxn<'_>, id: &str) -> Result<Option<IdemRecord>> {
+        if let Some(rec) = self.idem_group.get(id) {
+            return Ok(Some(rec.clone()));
+        }
+        get_logged(&self.store, txn, LogTag::Idem, id.as_bytes())
     }
 
     fn entries(&self, txn: &RwTxn<'_>, seq: u64, n: u32) -> Result<Vec<Entry>> {
@@ -1081,8 +1115,8 @@ impl Ledger {
     fn reverse(&self, txn: &RwTxn<'_>, w: &mut Work, at: Ms, target: &str, amount: Option<i64>, ratio: Option<(i64, i64)>, reason: &str) -> Result<()> {
         check_id("target id", target)?;
         check_text("reason", reason)?;
-        let rec = get::<IdemRecord>(&self.store.idempotency, txn, target.as_bytes())?
-            .ok_or_else(|| LedgerError::UnknownEntry(target.to_string()))?;
+        let known = if self.idem.may_contain(target.as_bytes()) { self.idem_record(txn, target)? } else { None };
+        let rec = known.ok_or_else(|| LedgerError::UnknownEntry(target.to_string()))?;
         let e = self.journal_entry(txn, rec.seq)?;
         let original = match &e.cmd {
             // A capture entry with a cursor recorded a wrong one-time code, not a capture.
@@ -1377,8 +1411,8 @@ impl Ledger {
             put(&self.store.meta, txn, HEAD_KEY, &Head { v: SCHEMA_VERSION, next_lot: self.next_lot })?;
         }
         let rec = IdemRecord { v: SCHEMA_VERSION, seq: w.seq0, h: fp, n: n_entries };
-        put(&self.store.idempotency, txn, env.id.as_bytes(), &rec)?;
         self.idem.insert(env.id.as_bytes());
+        self.idem_group.insert(env.id.clone(), rec);
         Ok(receipt)
     }
 }

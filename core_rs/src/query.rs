@@ -168,7 +168,7 @@ pub fn history(store: &Store, member_id: &str, point_type: Option<&str>, size: u
 /// The entries written by the command with client id `id`.
 pub fn entries_of(store: &Store, id: &str) -> Result<Vec<Entry>> {
     let txn = store.read_txn()?;
-    let rec = get::<IdemRecord>(&store.idempotency, &txn, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownEntry(id.to_string()))?;
+    let rec = get_logged::<IdemRecord>(store, &txn, LogTag::Idem, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownEntry(id.to_string()))?;
     (rec.seq..rec.seq + rec.n as u64)
         .map(|s| get::<Entry>(&store.journal, &txn, &seq_key(s))?.ok_or_else(|| LedgerError::Storage(format!("journal entry {s} missing"))))
         .collect()

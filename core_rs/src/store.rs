@@ -33,13 +33,14 @@ pub struct Store {
     /// `#programme/kind/type`. Newer states may be in `state_log` (read through `get_account`).
     pub accounts: Db,
     /// group commit (its last journal seq, u64 BE) → the states of the accounts and member rule
-    /// states it changed, as a sorted blob (`StateLogBlob`). A group appends one record instead
-    /// of rewriting one random B-tree page per record; a checkpoint merges the log into
-    /// `accounts` and `rule_state` and empties it.
+    /// states it changed and its commands' idempotency records, as a sorted blob
+    /// (`StateLogBlob`). A group appends one record instead of rewriting one random B-tree page
+    /// per record; a checkpoint merges the log into `accounts`, `idempotency` and `rule_state`
+    /// and empties it.
     pub state_log: Db,
     /// seq (u64 big-endian) → Entry
     pub journal: Db,
-    /// client id → IdemRecord
+    /// client id → IdemRecord (newer ones may be in `state_log`: read through `get_logged`)
     pub idempotency: Db,
     /// hold id → Hold
     pub holds: Db,
@@ -351,6 +352,11 @@ impl StateLogBlobWriter {
 pub enum LogTag {
     /// an `accounts` record
     Account = b'a' as isize,
+    /// an `idempotency` record (command id → its entries). Unlike states, an id is logged once
+    /// and never rewritten; logging it with its group, then merging it in key order, dirties
+    /// one B-tree page per merge slice instead of one random page per command (client ids such
+    /// as UUIDs are random).
+    Idem = b'i' as isize,
     /// a `rule_state` record (a member's cap counters, streak, tier qualification)
     RuleState = b'r' as isize,
 }
@@ -366,6 +372,7 @@ impl LogTag {
     pub fn db(self, store: &Store) -> &Db {
         match self {
             LogTag::Account => &store.accounts,
+            LogTag::Idem => &store.idempotency,
             LogTag::RuleState => &store.rule_state,
         }
     }
@@ -374,6 +381,7 @@ impl LogTag {
     pub fn split(key: &[u8]) -> Result<(LogTag, &[u8])> {
         match key.split_first() {
             Some((b'a', k)) => Ok((LogTag::Account, k)),
+            Some((b'i', k)) => Ok((LogTag::Idem, k)),
             Some((b'r', k)) => Ok((LogTag::RuleState, k)),
             _ => Err(LedgerError::Storage("corrupt state log key".into())),
         }
@@ -436,8 +444,13 @@ impl LoggedKeys {
             None => self.0.get(&tag.key(key)).copied(),
         }
     }
-    /// `tagged` is in the record of the group whose last seq is `record`.
+    /// `tagged` is in the record of the group whose last seq is `record`. Idempotency records
+    /// are not kept here (one per command would make this map as large as the log): the
+    /// writer finds them through its Bloom filter and a search of the log (`get_logged`).
     pub fn insert_tagged(&mut self, tagged: &[u8], record: u64) {
+        if tagged.first() == Some(&(LogTag::Idem as u8)) {
+            return;
+        }
         match self.0.get_mut(tagged) {
             Some(r) => *r = (*r).max(record),
             None => {
@@ -466,15 +479,22 @@ pub fn get_account<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, key: &[u
 
 /// Every account's newest committed state, in key order (checkpoint merged with the log).
 pub fn all_accounts<'t>(store: &Store, txn: &'t RoTxn<'_>) -> Result<std::collections::BTreeMap<&'t [u8], &'t [u8]>> {
+    all_logged(store, txn, LogTag::Account)
+}
+
+/// Every record of `tag`'s database as readers see it, in key order: its B-tree merged with
+/// the newer states in the log.
+pub fn all_logged<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag) -> Result<std::collections::BTreeMap<&'t [u8], &'t [u8]>> {
     let mut out = std::collections::BTreeMap::new();
-    for item in store.accounts.iter(txn)? {
+    for item in tag.db(store).iter(txn)? {
         let (k, v) = item?;
         out.insert(k, v);
     }
     for item in store.state_log.iter(txn)? {
         let (_, blob) = item?;
         for (k, v) in StateLogBlob::entries(blob)? {
-            if let (LogTag::Account, k) = LogTag::split(k)? {
+            let (t, k) = LogTag::split(k)?;
+            if t == tag {
                 out.insert(k, v);
             }
         }

@@ -12,6 +12,7 @@ use pypoints_core::engine::Engine;
 use pypoints_core::ledger::{Ledger, MergePolicy};
 use pypoints_core::limits::STATE_LOG_GROUPS_MAX;
 use pypoints_core::command::Command;
+use pypoints_core::error::LedgerError;
 use pypoints_core::model::*;
 use pypoints_core::store::*;
 
@@ -132,6 +133,14 @@ fn a_crash_before_any_checkpoint_loses_no_committed_account_state() {
     assert_eq!(b[0].total, 600 - 150);
     let r = pypoints_core::audit::audit(&engine.store).unwrap();
     assert!(r.problems.is_empty(), "{:#?}", r.problems);
+    // The commands' idempotency records were only in the log: the reopened writer still knows
+    // every id (its Bloom filter reads the log too), so a retry is a replay, not a second credit.
+    assert!(engine.store.idempotency.get(&engine.store.read_txn().unwrap(), b"crash.1").unwrap().is_none(), "still in the log");
+    let again = engine.submit_one(envelope("crash.1", t0(), credit("bob", "internal", 200))).unwrap();
+    assert!(again.replayed);
+    let e = engine.submit_one(envelope("crash.1", t0(), credit("bob", "internal", 201))).unwrap_err();
+    assert!(matches!(e, LedgerError::IdempotencyConflict(_)), "{e:?}");
+    assert_eq!(pypoints_core::query::entries_of(&engine.store, "crash.r2").unwrap()[0].amount, 50);
     // The writer picks up where the log left off.
     engine.submit_one(envelope("after.crash", t0(), credit("bob", "internal", 1))).unwrap();
     let b = pypoints_core::query::balances(&engine.store, "bob", Some("internal"), t0()).unwrap();
@@ -207,8 +216,8 @@ fn a_rolling_merge_writes_the_log_into_the_btree_a_slice_per_group_then_drops_th
     let dir = members_store();
     let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
     let mut ledger = Ledger::open(store.clone()).unwrap();
-    // A merge starts once 3 records are logged and merges 4 keys per group.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 4, slice_per_state: 0, fold_entries_max: 0 };
+    // A merge starts once 3 records are logged and merges 13 keys per group.
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 13, slice_per_state: 0, fold_entries_max: 0 };
     let mut want = vec![0i64; MEMBERS];
     let mut merged_at = None;
     for g in 0..12 {
@@ -226,13 +235,19 @@ fn a_rolling_merge_writes_the_log_into_the_btree_a_slice_per_group_then_drops_th
         assert!(r.problems.is_empty(), "group {g}: {:#?}", r.problems);
         if done && merged_at.is_none() {
             merged_at = Some(g);
-            // The first 3 records (13 keys: 12 members + issuance) were merged over 4 groups (the
-            // start group included) and dropped: what is left is the records of the groups since.
+            // The first 3 records (49 keys: 12 members, issuance and the 36 command ids) were
+            // merged over 4 groups (the start group included) and dropped: what is left is the
+            // records of the groups since.
             assert!(log_records(&store) <= 4, "{} records left", log_records(&store));
             // The B-tree holds a state at least as new as the merged records for every member.
             for i in 0..MEMBERS {
                 let b = raw_account(&store, &member_account(&member(i), "internal")).unwrap().b;
                 assert!(b >= (1..=3).sum::<i64>(), "member {i}: {b}");
+            }
+            // and the idempotency records of the merged groups, in their own B-tree
+            let txn = store.read_txn().unwrap();
+            for id in (0..3).flat_map(|g| (0..MEMBERS).map(move |i| format!("g{g}.{i}"))) {
+                assert!(store.idempotency.get(&txn, id.as_bytes()).unwrap().is_some(), "{id} merged");
             }
         }
     }
@@ -349,12 +364,13 @@ fn small_groups_fold_into_the_newest_record_but_never_into_one_a_merge_covers() 
     let dir = members_store();
     let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
     let mut ledger = Ledger::open(store.clone()).unwrap();
-    // A record takes up to 8 states by folding; a merge starts at 2 records, 1 key per step.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0, fold_entries_max: 8 };
+    // A record takes up to 12 keys by folding (its keys plus the group's, counted before they
+    // merge); a merge starts at 2 records, 1 key per step.
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0, fold_entries_max: 12 };
     let mut want = vec![0i64; MEMBERS];
     let mut records = vec![];
     for g in 0..12usize {
-        // one credit: the member's account and issuance, 2 states
+        // one credit: the member's account, issuance and the command's id, 3 keys
         let m = g % MEMBERS;
         want[m] += 1 + g as i64;
         group(&store, &mut ledger, &[(format!("f{g}"), credit(&member(m), "internal", 1 + g as i64))]);
@@ -363,10 +379,10 @@ fn small_groups_fold_into_the_newest_record_but_never_into_one_a_merge_covers() 
             assert_eq!(reader_total(&store, &member(i)), *w, "group {g} member {i}");
         }
     }
-    // g0 starts a record; g1..g5 fold into it (2, 3, … 7 states: members 0-5 and issuance);
-    // g6 would make 9 and starts a second record, which starts a merge covering both; g7 may
-    // not fold into a covered record and starts a third; g8 folds into g7's.
-    assert_eq!(&records[..9], &[1, 1, 1, 1, 1, 1, 2, 3, 3], "{records:?}");
+    // g0 starts a record (3 keys); g1..g4 fold into it (5, 7, 9, 11 keys: members 0-4, issuance,
+    // 5 ids); g5 would make 13 and starts a second record, which starts a merge covering both;
+    // g6 may not fold into a covered record and starts a third; g7 and g8 fold into g6's.
+    assert_eq!(&records[..9], &[1, 1, 1, 1, 1, 2, 3, 3, 3], "{records:?}");
     let r = pypoints_core::audit::audit(&store).unwrap();
     assert!(r.problems.is_empty(), "{:#?}", r.problems);
     drop(ledger);
@@ -397,9 +413,9 @@ fn a_large_group_encodes_its_account_states_on_two_threads_into_one_exact_record
         group(members.iter().enumerate().map(|(i, m)| (format!("credit.{m}"), credit(m, "internal", 100 + i as i64))).collect());
         let txn = store.read_txn().unwrap();
         let (_, blob) = store.state_log.last(&txn).unwrap().unwrap();
-        // the n member accounts and the issuance account, in key order
+        // the n member accounts and the issuance account, then the n command ids, in key order
         let len = StateLogBlob::len(blob).unwrap();
-        assert_eq!(len, n + 1);
+        assert_eq!(len, 2 * n + 1);
         let entries: Vec<(&[u8], &[u8])> = (0..len).map(|i| StateLogBlob::entry(blob, i, len).unwrap()).collect();
         assert!(entries.windows(2).all(|w| w[0].0 < w[1].0), "keys sorted and unique");
         for (i, m) in members.iter().enumerate() {
@@ -409,6 +425,9 @@ fn a_large_group_encodes_its_account_states_on_two_threads_into_one_exact_record
             assert_eq!((a.b, a.lots.len()), (100 + i as i64, 1), "{m}");
             // byte for byte what encoding the state on one thread gives
             assert_eq!(value, encode(&a).as_slice(), "{m}");
+            let id = [&[LogTag::Idem as u8][..], format!("credit.{m}").as_bytes()].concat();
+            let rec: IdemRecord = decode(StateLogBlob::find(blob, &id).unwrap().unwrap_or_else(|| panic!("credit.{m} logged"))).unwrap();
+            assert_eq!(rec.n, 1, "{m}");
         }
         assert_eq!(blob, StateLogBlob::encode(&entries).as_slice());
     }

@@ -321,7 +321,6 @@ pub fn snapshot(store: &Store) -> Snapshot {
         ("programmes", &store.programmes),
         ("members", &store.members),
         ("journal", &store.journal),
-        ("idempotency", &store.idempotency),
         ("holds", &store.holds),
         ("open_holds", &store.open_holds),
         ("reversals", &store.reversals),
@@ -338,6 +337,7 @@ pub fn snapshot(store: &Store) -> Snapshot {
         // Accounts as readers see them (checkpoint merged with the log): a checkpoint moves
         // states between the two without changing any.
         .chain(std::iter::once(("accounts", all_accounts(store, &txn).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())))
+        .chain(std::iter::once(("idempotency", all_logged(store, &txn, LogTag::Idem).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())))
         .collect()
 }
 
