@@ -71,6 +71,9 @@ pub struct Ledger {
     rules: RefCell<rules_apply::RulesCache>,
 }
 
+/// A state log record's (key, value) rows, owned.
+type LogRows = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A rolling merge: the states in the log records up to `upto` (a group's last seq) are
 /// written into their B-trees in key order, a slice at a time from `from` on; when the last key
 /// is done those records are dropped. Each state merged is the newest the log holds for its
@@ -380,7 +383,7 @@ impl Ledger {
     /// it: small groups (a busy unary server commits many) would otherwise each take one of the
     /// log's STATE_LOG_GROUPS_MAX record slots, and the merge pacing then has to load large
     /// slices onto small commits. A record a merge cycle covers is never rewritten.
-    fn fold_target(&self, txn: &RwTxn<'_>, n: usize) -> Result<Option<(u64, Vec<(Vec<u8>, Vec<u8>)>)>> {
+    fn fold_target(&self, txn: &RwTxn<'_>, n: usize) -> Result<Option<(u64, LogRows)>> {
         let max = self.merge_policy.fold_entries_max;
         if n == 0 || n > max {
             return Ok(None);
@@ -398,7 +401,7 @@ impl Ledger {
     /// Replace record `prev` by one at `record` holding its states and the group's record
     /// `group` (the group's win on the same key), in one write: readers see the old record or the
     /// new, never neither. The group's keys already point at `record`.
-    fn fold_into(&mut self, txn: &mut RwTxn<'_>, prev: u64, old: Vec<(Vec<u8>, Vec<u8>)>, group: &[u8], record: u64) -> Result<()> {
+    fn fold_into(&mut self, txn: &mut RwTxn<'_>, prev: u64, old: LogRows, group: &[u8], record: u64) -> Result<()> {
         let new = StateLogBlob::entries(group)?;
         // both sorted by key: merge them
         let mut rows: Vec<(&[u8], &[u8])> = Vec::with_capacity(old.len() + new.len());

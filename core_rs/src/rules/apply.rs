@@ -223,17 +223,15 @@ impl Ledger {
             Some(a) => std::ops::Bound::Excluded(a.as_bytes()),
             None => std::ops::Bound::Unbounded,
         };
-        let mut seen = 0usize;
         let mut cursor = None;
         let mut changed = 0i64;
         let mut ids = vec![];
-        for item in self.store.members.range(txn, &(start, std::ops::Bound::Unbounded))? {
+        for (seen, item) in self.store.members.range(txn, &(start, std::ops::Bound::Unbounded))?.enumerate() {
             let (k, _) = item?;
             if seen == TIER_EVALUATIONS_PER_COMMAND_MAX {
                 cursor = ids.last().cloned();
                 break;
             }
-            seen += 1;
             ids.push(String::from_utf8_lossy(k).into_owned());
         }
         for id in ids {

@@ -433,6 +433,35 @@ impl Compiled {
     }
 }
 
+/// The merchants a condition requires, when it requires one at the top level (a merchant set,
+/// or an `all` with one among its parts); None when it can fire anywhere.
+fn required_merchants(c: &CCond) -> Option<&[u32]> {
+    match c {
+        CCond::Merchant(s) => Some(s),
+        CCond::All(parts) => parts.iter().find_map(required_merchants),
+        _ => None,
+    }
+}
+
+type MerchantIndex = (FxHashMap<(u32, u32), Box<[u32]>>, FxHashMap<u32, Box<[u32]>>);
+
+fn merchant_index(rules: &[CRule], by_kind: &FxHashMap<u32, Box<[u32]>>) -> MerchantIndex {
+    let mut at: FxHashMap<(u32, u32), Box<[u32]>> = FxHashMap::default();
+    let mut open: FxHashMap<u32, Box<[u32]>> = FxHashMap::default();
+    for (&kind, list) in by_kind {
+        let req = |i: u32| rules[i as usize].cond.as_ref().and_then(required_merchants);
+        let mut merchants: Vec<u32> = list.iter().filter_map(|&i| req(i)).flatten().copied().collect();
+        merchants.sort_unstable();
+        merchants.dedup();
+        for mch in merchants {
+            let v: Vec<u32> = list.iter().copied().filter(|&i| req(i).is_none_or(|s| s.contains(&mch))).collect();
+            at.insert((kind, mch), v.into_boxed_slice());
+        }
+        open.insert(kind, list.iter().copied().filter(|&i| req(i).is_none()).collect());
+    }
+    (at, open)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -489,33 +518,4 @@ mod tests {
         let e = wide.prepare(0, &ev, &m, &[], 0);
         assert!(wide.rules[0].cond.as_ref().unwrap().eval(&e), "every dimension resolved: the condition holds");
     }
-}
-
-/// The merchants a condition requires, when it requires one at the top level (a merchant set,
-/// or an `all` with one among its parts); None when it can fire anywhere.
-fn required_merchants(c: &CCond) -> Option<&[u32]> {
-    match c {
-        CCond::Merchant(s) => Some(s),
-        CCond::All(parts) => parts.iter().find_map(required_merchants),
-        _ => None,
-    }
-}
-
-type MerchantIndex = (FxHashMap<(u32, u32), Box<[u32]>>, FxHashMap<u32, Box<[u32]>>);
-
-fn merchant_index(rules: &[CRule], by_kind: &FxHashMap<u32, Box<[u32]>>) -> MerchantIndex {
-    let mut at: FxHashMap<(u32, u32), Box<[u32]>> = FxHashMap::default();
-    let mut open: FxHashMap<u32, Box<[u32]>> = FxHashMap::default();
-    for (&kind, list) in by_kind {
-        let req = |i: u32| rules[i as usize].cond.as_ref().and_then(required_merchants);
-        let mut merchants: Vec<u32> = list.iter().filter_map(|&i| req(i)).flatten().copied().collect();
-        merchants.sort_unstable();
-        merchants.dedup();
-        for mch in merchants {
-            let v: Vec<u32> = list.iter().copied().filter(|&i| req(i).is_none_or(|s| s.contains(&mch))).collect();
-            at.insert((kind, mch), v.into_boxed_slice());
-        }
-        open.insert(kind, list.iter().copied().filter(|&i| req(i).is_none()).collect());
-    }
-    (at, open)
 }

@@ -258,6 +258,7 @@ fn floor_mul(a: i64, b: i64, c: i64, d: i64) -> i64 {
 const AWARDS_PER_EVENT_TYPICAL: usize = 8;
 
 /// Evaluate `ev` (at `at`) for member `m` with rule state `st`. `explain` fills `notes`.
+#[allow(clippy::too_many_arguments)] // the event, the member, its state and the budgets: all inputs, no hidden state
 pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: &Member, st: &MemberState, budgets: B, explain: bool) -> Evaluation {
     let e = c.prepare(at, ev, m, &st.groups, st.purchases);
     // the member's id once per evaluation, shared by its awards
