@@ -546,7 +546,7 @@ impl Ledger {
             // The sweep scans `accounts` in key order: bring it up to date first.
             self.checkpoint(txn)?;
         }
-        let seen = if self.idem.may_contain(env.id.as_bytes()) { self.idem_record(txn, &env.id)? } else { None };
+        let seen = self.idem_record(txn, &env.id)?;
         if let Some(rec) = seen {
             if rec.h != fp {
                 return Err(LedgerError::IdempotencyConflict(env.id.clone()));
@@ -577,8 +577,12 @@ impl Ledger {
     }
 
     /// The idempotency record of command `id`: written by this group, still in the state log,
-    /// or merged into `idempotency`.
+    /// or merged into `idempotency`. Most ids are new, and the Bloom filter proves it without
+    /// a search.
     fn idem_record(&self, txn: &RwTxn<'_>, id: &str) -> Result<Option<IdemRecord>> {
+        if !self.idem.may_contain(id.as_bytes()) {
+            return Ok(None);
+        }
         if let Some(rec) = self.idem_group.get(id) {
             return Ok(Some(rec.clone()));
         }
@@ -1118,8 +1122,7 @@ impl Ledger {
     fn reverse(&self, txn: &RwTxn<'_>, w: &mut Work, at: Ms, target: &str, amount: Option<i64>, ratio: Option<(i64, i64)>, reason: &str) -> Result<()> {
         check_id("target id", target)?;
         check_text("reason", reason)?;
-        let known = if self.idem.may_contain(target.as_bytes()) { self.idem_record(txn, target)? } else { None };
-        let rec = known.ok_or_else(|| LedgerError::UnknownEntry(target.to_string()))?;
+        let rec = self.idem_record(txn, target)?.ok_or_else(|| LedgerError::UnknownEntry(target.to_string()))?;
         let e = self.journal_entry(txn, rec.seq)?;
         let original = match &e.cmd {
             // A capture entry with a cursor recorded a wrong one-time code, not a capture.
