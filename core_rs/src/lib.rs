@@ -38,7 +38,30 @@ pub fn tune_allocator() {
             limits::ALLOCATOR_PURGE_DELAY_MS
         );
     }
+    keep_lmdb_buffers();
 }
+
+/// LMDB (C) allocates its dirty pages with the C library's malloc, not ours: a group's state
+/// log record alone is ~16 MiB of overflow pages. glibc served such blocks with fresh `mmap`s, or
+/// trimmed its heap after the commit freed them, so every group faulted them in again, zeroed
+/// (`sysmalloc` → `clear_page_erms`, ~3% of the writer at 1M members). Keep them in the heap.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn keep_lmdb_buffers() {
+    use std::os::raw::c_int;
+    extern "C" {
+        fn mallopt(param: c_int, value: c_int) -> c_int;
+    }
+    const M_TRIM_THRESHOLD: c_int = -1;
+    const M_MMAP_THRESHOLD: c_int = -3;
+    // SAFETY: mallopt only sets allocator parameters; glibc takes its own lock.
+    unsafe {
+        mallopt(M_MMAP_THRESHOLD, limits::C_MALLOC_MMAP_THRESHOLD_BYTES);
+        mallopt(M_TRIM_THRESHOLD, limits::C_MALLOC_TRIM_THRESHOLD_BYTES);
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn keep_lmdb_buffers() {}
 
 /// The allocator's purge delay now in effect (ms), for tests.
 pub fn allocator_purge_delay_ms() -> std::os::raw::c_long {

@@ -47,6 +47,11 @@ pub const RATE_TERM_MAX: i64 = 1_000_000;
 /// Freed memory idle this long goes back to the OS (lib.rs `tune_allocator`); a busy writer
 /// reuses it well before.
 pub const ALLOCATOR_PURGE_DELAY_MS: std::os::raw::c_long = 10_000;
+/// C malloc (LMDB's dirty pages, lib.rs `keep_lmdb_buffers`): blocks below this come from the
+/// heap, not a fresh mmap (glibc's largest allowed value), and up to this much free heap is kept
+/// rather than returned to the OS.
+pub const C_MALLOC_MMAP_THRESHOLD_BYTES: std::os::raw::c_int = 32 << 20;
+pub const C_MALLOC_TRIM_THRESHOLD_BYTES: std::os::raw::c_int = 512 << 20;
 /// Accounts the writer keeps decoded between group commits before it starts over.
 pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
 /// Group commits logged (`state_log`) before the writer checkpoints accounts into their
