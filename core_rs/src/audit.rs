@@ -46,8 +46,8 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             if p.n <= 0 {
                 r.problems.push(format!("entry {} posts a non-positive amount", e.seq));
             }
-            *posted.entry(p.from.clone()).or_default() -= p.n;
-            *posted.entry(p.to.clone()).or_default() += p.n;
+            *posted.entry(p.from.to_string()).or_default() -= p.n;
+            *posted.entry(p.to.to_string()).or_default() += p.n;
         }
     }
     // Every acknowledged command id must still find its entries (a deleted tail entry that

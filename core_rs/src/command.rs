@@ -140,12 +140,17 @@ impl Command {
 
     /// Idempotency fingerprint: the command's content, not its timestamp, so a client retrying
     /// with a fresh clock still gets the original result.
-    pub fn fingerprint(&self) -> Vec<u8> {
+    pub fn fingerprint(&self) -> Fingerprint {
         let mut bytes = Vec::with_capacity(256);
         rmp_serde::encode::write(&mut bytes, self).expect("commands always serialize");
-        blake3::hash(&bytes).as_bytes()[..16].to_vec()
+        let mut fp = [0; 16];
+        fp.copy_from_slice(&blake3::hash(&bytes).as_bytes()[..16]);
+        fp
     }
 }
+
+/// A command's content hash (16 bytes of blake3): an id replayed with other content is refused.
+pub type Fingerprint = [u8; 16];
 
 /// A command with its client-chosen id (the idempotency key) and its time.
 #[derive(Debug, Clone, PartialEq, Eq)]

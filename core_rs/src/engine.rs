@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 
-use crate::command::{Envelope, Receipt};
+use crate::command::{Envelope, Fingerprint, Receipt};
 use crate::error::{LedgerError, Result};
 use crate::ledger::{Ledger, MergePolicy};
 use crate::limits::*;
@@ -35,7 +35,7 @@ impl Pending {
 struct Submission {
     cmds: Vec<Envelope>,
     /// idempotency fingerprints, computed by the submitting thread so the writer does not
-    fps: Vec<Vec<u8>>,
+    fps: Vec<Fingerprint>,
     reply: Sender<Vec<Outcome>>,
 }
 
@@ -251,7 +251,7 @@ fn commit_group(ledger: &mut Ledger, group: &[Submission], stats: &WriterStats) 
         for s in group {
             let mut rs = Vec::with_capacity(s.cmds.len());
             for (cmd, fp) in s.cmds.iter().zip(&s.fps) {
-                match ledger.apply_fingerprinted(&mut txn, cmd, fp.clone()) {
+                match ledger.apply_fingerprinted(&mut txn, cmd, *fp) {
                     // A storage failure poisons the transaction: the whole group is refused.
                     Err(e @ LedgerError::Storage(_)) => return Err(e),
                     r => rs.push(r),

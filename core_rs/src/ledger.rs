@@ -4,9 +4,8 @@
 //! group commit that other commands share.
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 
-use compact_str::CompactString as AcctKey;
 use rustc_hash::FxHashMap;
 use std::sync::Arc as Rc;
 
@@ -26,13 +25,15 @@ mod rules_apply;
 
 pub struct Ledger {
     pub store: Store,
-    programmes: HashMap<String, Programme>,
+    programmes: FxHashMap<String, Programme>,
     next_seq: u64,
     /// Serializes and chain-hashes journal entries on a thread of its own (`sealer.rs`).
     sealer: RefCell<Sealer>,
     /// The first seq not yet put into the journal: later entries are with the sealer.
     put_next: u64,
     next_lot: u64,
+    /// `next_lot` moved since `meta/head` was last written: written once per group
+    head_dirty: bool,
     /// Write-behind cache of accounts: an account is read from LMDB once, kept here, and logged
     /// once per group commit (`flush_group`: one sorted `state_log` record per group), however
     /// many commands of the group touched it. The same write transaction commits the log record,
@@ -115,7 +116,7 @@ struct Draft {
     po: Vec<Posting>,
     /// member accounts the entry concerns without posting to them (a full capture), so it
     /// still appears in their history
-    touch: Vec<String>,
+    touch: Vec<AcctKey>,
     used: Vec<Consumed>,
     made: Vec<Consumed>,
     amount: i64,
@@ -178,11 +179,12 @@ impl Ledger {
             idem,
             idem_group: FxHashMap::default(),
             store,
-            programmes: HashMap::new(),
+            programmes: FxHashMap::default(),
             next_seq: 1,
             sealer: RefCell::new(Sealer::new(vec![0; 32])?),
             put_next: 1,
             next_lot: 0,
+            head_dirty: false,
             accounts: RefCell::default(),
             accounts_dirty: Vec::new(),
             logged: LoggedKeys::default(),
@@ -229,6 +231,7 @@ impl Ledger {
         }
         self.put_next = self.next_seq;
         self.next_lot = get::<Head>(&self.store.meta, &txn, HEAD_KEY)?.map_or(0, |h| h.next_lot);
+        self.head_dirty = false;
         // A merge under way is not resumed: a new one starts when the log is large again.
         self.merge = None;
         self.count_log(&txn, true)?;
@@ -270,6 +273,9 @@ impl Ledger {
     /// Returns true when a merge or checkpoint completed (the log lost its oldest records).
     pub fn flush_group(&mut self, txn: &mut RwTxn<'_>) -> Result<bool> {
         self.put_sealed(txn, true)?;
+        if std::mem::take(&mut self.head_dirty) {
+            put(&self.store.meta, txn, HEAD_KEY, &Head { v: SCHEMA_VERSION, next_lot: self.next_lot })?;
+        }
         self.log_dirty(txn)?;
         let full = if self.log_groups > STATE_LOG_GROUPS_MAX || self.log_entries > STATE_LOG_ENTRIES_MAX {
             self.checkpoint(txn)?;
@@ -539,7 +545,7 @@ impl Ledger {
     }
 
     /// `apply` with the command's fingerprint computed by the caller (off the writer thread).
-    pub fn apply_fingerprinted(&mut self, txn: &mut RwTxn<'_>, env: &Envelope, fp: Vec<u8>) -> Result<Receipt> {
+    pub fn apply_fingerprinted(&mut self, txn: &mut RwTxn<'_>, env: &Envelope, fp: Fingerprint) -> Result<Receipt> {
         check_id("command id", &env.id)?;
         check_time("at", env.at)?;
         if matches!(env.cmd, Command::Expire { .. }) {
@@ -666,7 +672,7 @@ impl Ledger {
         let db = w.accounts[d].1.b.checked_add(n).ok_or_else(|| LedgerError::LimitExceeded("balance overflow".into()))?;
         w.accounts[f].1.b = fb;
         w.accounts[d].1.b = db;
-        w.draft().po.push(Posting { t: t.to_string(), from: from.to_string(), to: to.to_string(), n });
+        w.draft().po.push(Posting { t: AcctKey::from(t), from: AcctKey::from(from), to: AcctKey::from(to), n });
         Ok(())
     }
 
@@ -702,7 +708,7 @@ impl Ledger {
     /// Take `amount` from the accounts `(type, key)` in order, earliest expiry first within each
     /// (RD-12, EX-11). `spendable_only` excludes pending and expired lots. Refuses (changing
     /// nothing) when the lots do not cover the amount (RD-8, RD-13).
-    fn take(&self, txn: &RwTxn<'_>, w: &mut Work, accts: &[(String, String)], amount: i64, now: Ms, spendable_only: bool) -> Result<Vec<Consumed>> {
+    fn take(&self, txn: &RwTxn<'_>, w: &mut Work, accts: &[(String, AcctKey)], amount: i64, now: Ms, spendable_only: bool) -> Result<Vec<Consumed>> {
         let mut idx = Vec::with_capacity(accts.len());
         let mut available: i64 = 0;
         for (t, key) in accts {
@@ -736,7 +742,7 @@ impl Ledger {
     }
 
     /// Member accounts to debit, in spending order: one type, or all of the programme's by priority.
-    fn debit_accounts(p: &Programme, member: &str, point_type: &Option<String>) -> Result<Vec<(String, String)>> {
+    fn debit_accounts(p: &Programme, member: &str, point_type: &Option<String>) -> Result<Vec<(String, AcctKey)>> {
         Ok(match point_type {
             Some(t) => vec![(p.point_type(t)?.id.clone(), member_account(member, t))],
             None => p.types.iter().map(|t| (t.id.clone(), member_account(member, &t.id))).collect(),
@@ -1221,7 +1227,7 @@ impl Ledger {
         let i = self.acct(txn, w, key)?;
         let lots = &mut w.accounts[i].1.lots;
         lots.sort_by_key(|l| (first.iter().position(|id| *id == l.i).unwrap_or(usize::MAX), l.fefo_key()));
-        let used = self.take(txn, w, &[(t.to_string(), key.to_string())], n, at, false);
+        let used = self.take(txn, w, &[(t.to_string(), AcctKey::from(key))], n, at, false);
         w.accounts[i].1.lots.sort_by_key(|l| l.fefo_key());
         used
     }
@@ -1324,7 +1330,7 @@ impl Ledger {
 
     // ----- writing -----
 
-    fn flush(&mut self, txn: &mut RwTxn<'_>, mut w: Work, env: &Envelope, fp: Vec<u8>) -> Result<Receipt> {
+    fn flush(&mut self, txn: &mut RwTxn<'_>, mut w: Work, env: &Envelope, fp: Fingerprint) -> Result<Receipt> {
         let mut entries = Vec::with_capacity(w.drafts.len());
         for (n, d) in std::mem::take(&mut w.drafts).into_iter().enumerate() {
             let seq = w.seq0 + n as u64;
@@ -1333,7 +1339,7 @@ impl Ledger {
             let mut links: Vec<Link> = vec![];
             for p in &d.po {
                 for key in [&p.from, &p.to].into_iter().chain(d.touch.iter()) {
-                    if is_system_account(key) || links.iter().any(|l| &l.acct == key) {
+                    if is_system_account(key) || links.iter().any(|l| l.acct == key) {
                         continue;
                     }
                     let i = w.accounts.iter().position(|(k, _)| k == key).expect("posted accounts are loaded");
@@ -1414,7 +1420,7 @@ impl Ledger {
         }
         if w.next_lot != self.next_lot {
             self.next_lot = w.next_lot;
-            put(&self.store.meta, txn, HEAD_KEY, &Head { v: SCHEMA_VERSION, next_lot: self.next_lot })?;
+            self.head_dirty = true;
         }
         let rec = IdemRecord { v: SCHEMA_VERSION, seq: w.seq0, h: fp, n: n_entries };
         self.idem.insert(env.id.as_bytes());

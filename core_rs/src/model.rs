@@ -4,6 +4,10 @@ use chrono::{DateTime, Datelike, Months, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{invalid, LedgerError, Result};
+
+/// An account key or point type id: inline up to 24 bytes (`member/type` keys are), so building,
+/// copying and comparing one needs no heap allocation and no pointer chase.
+pub type AcctKey = compact_str::CompactString;
 use crate::limits::*;
 
 pub const SCHEMA_VERSION: u8 = 1;
@@ -390,16 +394,16 @@ pub struct OutboxMessage {
 /// A double-entry posting: `amount` of `point_type` from one account key to another.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Posting {
-    pub t: String,
-    pub from: String,
-    pub to: String,
+    pub t: AcctKey,
+    pub from: AcctKey,
+    pub to: AcctKey,
     pub n: i64,
 }
 
 /// A link in an account's history chain: the previous entry that touched this account.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Link {
-    pub acct: String,
+    pub acct: AcctKey,
     pub prev: u64,
 }
 
@@ -409,7 +413,7 @@ pub struct IdemRecord {
     pub v: u8,
     pub seq: u64,
     #[serde(with = "serde_bytes")]
-    pub h: Vec<u8>,
+    pub h: crate::command::Fingerprint,
     /// number of journal entries the command wrote (expire writes one per account)
     pub n: u32,
 }

@@ -134,7 +134,7 @@ pub fn history(store: &Store, member_id: &str, point_type: Option<&str>, size: u
     let size = page_size(size)?;
     let txn = store.read_txn()?;
     let types = types_of(store, &txn, member_id, point_type)?;
-    let keys: Vec<String> = types.iter().map(|t| member_account(member_id, t)).collect();
+    let keys: Vec<AcctKey> = types.iter().map(|t| member_account(member_id, t)).collect();
     let mut heads: Vec<u64> = if token.is_empty() {
         keys.iter()
             .map(|k| Ok(get_account::<Account>(store, &txn, k.as_bytes())?.map_or(0, |a| a.ls)))
@@ -156,7 +156,7 @@ pub fn history(store: &Store, member_id: &str, point_type: Option<&str>, size: u
         let e: Entry = get(&store.journal, &txn, &seq_key(seq))?.ok_or_else(|| LedgerError::InvalidArgument("bad page token".into()))?;
         for (k, h) in keys.iter().zip(heads.iter_mut()) {
             if *h == seq {
-                *h = e.links.iter().find(|l| &l.acct == k).map(|l| l.prev).ok_or_else(|| LedgerError::InvalidArgument("bad page token".into()))?;
+                *h = e.links.iter().find(|l| l.acct == k).map(|l| l.prev).ok_or_else(|| LedgerError::InvalidArgument("bad page token".into()))?;
             }
         }
         out.push(e);

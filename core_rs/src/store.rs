@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::error::{LedgerError, Result};
 use crate::limits::*;
+use crate::model::AcctKey;
 
 pub type Db = Database<'static, Bytes, Bytes>;
 
@@ -511,19 +512,30 @@ pub fn ms_key(ms: i64) -> [u8; 8] {
     ((ms as u64) ^ (1 << 63)).to_be_bytes()
 }
 
-pub fn member_account(member: &str, point_type: &str) -> String {
+pub fn member_account(member: &str, point_type: &str) -> AcctKey {
     concat(&[member, "/", point_type])
 }
 
-/// `parts` joined into one exactly sized String: account keys are built for every command, and
-/// `format!` costs several times as much (callgrind: ~1,100 instructions per system key).
-fn concat(parts: &[&str]) -> String {
-    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    for p in parts {
-        s.push_str(p);
+/// `parts` joined into one key: account keys are built for every command, and `format!` costs
+/// several times as much (callgrind: ~1,100 instructions per system key).
+fn concat(parts: &[&str]) -> AcctKey {
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut buf = [0u8; ACCOUNT_KEY_STACK_BYTES];
+    if len > buf.len() {
+        return AcctKey::from(parts.concat());
     }
-    s
+    let mut at = 0;
+    for p in parts {
+        buf[at..at + p.len()].copy_from_slice(p.as_bytes());
+        at += p.len();
+    }
+    // SAFETY: `buf[..len]` is whole `str`s back to back, so it is UTF-8.
+    AcctKey::from(unsafe { std::str::from_utf8_unchecked(&buf[..len]) })
 }
+
+/// Account keys up to this long are assembled on the stack (a member key is two ids of at most
+/// ID_LENGTH_MAX bytes and a slash; longer ones take the heap path).
+const ACCOUNT_KEY_STACK_BYTES: usize = 128;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SystemAccount {
@@ -546,7 +558,7 @@ impl SystemAccount {
     }
 }
 
-pub fn system_account(programme: &str, kind: SystemAccount, point_type: &str) -> String {
+pub fn system_account(programme: &str, kind: SystemAccount, point_type: &str) -> AcctKey {
     concat(&["#", programme, "/", kind.name(), "/", point_type])
 }
 

@@ -821,7 +821,7 @@ fn expire_with_a_cursor_continues_after_that_account() {
     fx.ok(t0(), credit("bob", "promo", 2));
     fx.ok(t0(), credit("carol", "promo", 4));
     let ye = ms(2025, 1, 1);
-    let (_, rc) = fx.ok(ye, Command::Expire { as_of: ye, after: Some(member_account("alice", "promo")) });
+    let (_, rc) = fx.ok(ye, Command::Expire { as_of: ye, after: Some(member_account("alice", "promo").to_string()) });
     assert_eq!((rc.amount, rc.cursor), (6, None));
     assert_eq!(fx.total("alice", "promo"), 1);
     let (_, rc) = fx.ok(ye, expire(ye));
@@ -1149,8 +1149,8 @@ fn rk8_audit_detects_an_edited_account_balance() {
         a.b += 1_000;
         put(&store.accounts, txn, key.as_bytes(), &a).unwrap();
     });
-    assert!(problems.iter().any(|p| p.contains(&key) && p.contains("postings sum")), "{problems:#?}");
-    assert!(problems.iter().any(|p| p.contains(&key) && p.contains("lots hold")), "{problems:#?}");
+    assert!(problems.iter().any(|p| p.contains(key.as_str()) && p.contains("postings sum")), "{problems:#?}");
+    assert!(problems.iter().any(|p| p.contains(key.as_str()) && p.contains("lots hold")), "{problems:#?}");
     assert!(problems.iter().any(|p| p.contains("point type internal") && p.contains("not 0")), "{problems:#?}");
 }
 

@@ -478,8 +478,8 @@ impl Campaign {
     }
 }
 
-pub fn budget_account(programme: &str, campaign: &str, point_type: &str) -> String {
-    format!("#{programme}/budget:{campaign}/{point_type}")
+pub fn budget_account(programme: &str, campaign: &str, point_type: &str) -> crate::model::AcctKey {
+    compact_str::format_compact!("#{programme}/budget:{campaign}/{point_type}")
 }
 
 /// What tiers are computed from (TL-5).
