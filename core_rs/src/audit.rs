@@ -17,7 +17,7 @@ pub struct AuditReport {
 pub fn audit(store: &Store) -> Result<AuditReport> {
     let txn = store.read_txn()?;
     let mut r = AuditReport::default();
-    let mut posted: HashMap<String, i64> = HashMap::new();
+    let mut posted: HashMap<AcctKey, i64> = HashMap::new();
     let mut prev = vec![0u8; 32];
     let mut expect_seq = 1u64;
     for item in store.journal.iter(&txn)? {
@@ -46,8 +46,8 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             if p.n <= 0 {
                 r.problems.push(format!("entry {} posts a non-positive amount", e.seq));
             }
-            *posted.entry(p.from.to_string()).or_default() -= p.n;
-            *posted.entry(p.to.to_string()).or_default() += p.n;
+            *posted.entry(p.from.clone()).or_default() -= p.n;
+            *posted.entry(p.to.clone()).or_default() += p.n;
         }
     }
     // Every acknowledged command id must still find its entries (a deleted tail entry that
@@ -76,7 +76,7 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
         let key = String::from_utf8_lossy(k).into_owned();
         let a: Account = decode(v)?;
         r.accounts += 1;
-        let p = posted.remove(&key).unwrap_or(0);
+        let p = posted.remove(key.as_str()).unwrap_or(0);
         if p != a.b {
             r.problems.push(format!("account {key}: balance {} but its postings sum to {p}", a.b));
         }

@@ -329,11 +329,6 @@ impl Ledger {
         // In key order: accounts (tag a), idempotency records (tag i), rule states (tag r), each
         // sorted by key. Account states are encoded straight into the record.
         let mut key = Vec::with_capacity(2 * ID_LENGTH_MAX + 2);
-        let account_key = |key: &mut Vec<u8>, k: &AcctKey| {
-            key.clear();
-            key.push(LogTag::Account as u8);
-            key.extend_from_slice(k.as_bytes());
-        };
         // A large group's states are encoded on two cores (the submitting thread's core idles
         // while the writer works): a helper encodes the upper half into a buffer of its own,
         // copied into the record after the lower half.
@@ -345,7 +340,7 @@ impl Ledger {
                 .then(|| std::thread::Builder::new().name("pypoints-encode".into()).spawn_scoped(scope, move || encode_accounts(map, upper)).ok())
                 .flatten();
             for k in lower {
-                account_key(&mut key, k);
+                LogTag::Account.key_into(&mut key, k.as_bytes());
                 blob.push(&key, |out| encode_into(out, &map[k]));
                 self.logged.insert_tagged(&key, record);
             }
@@ -356,7 +351,7 @@ impl Ledger {
             };
             let mut at = 0;
             for (k, end) in upper.iter().zip(ends) {
-                account_key(&mut key, k);
+                LogTag::Account.key_into(&mut key, k.as_bytes());
                 blob.push(&key, |out| out.extend_from_slice(&bytes[at..end]));
                 self.logged.insert_tagged(&key, record);
                 at = end;
@@ -364,9 +359,7 @@ impl Ledger {
         });
         for (tag, rows) in [(LogTag::Idem, &ids), (LogTag::RuleState, &states)] {
             for (k, v) in rows {
-                key.clear();
-                key.push(tag as u8);
-                key.extend_from_slice(k.as_bytes());
+                tag.key_into(&mut key, k.as_bytes());
                 blob.push(&key, |out| out.extend_from_slice(v));
                 self.logged.insert_tagged(&key, record);
             }

@@ -365,9 +365,14 @@ pub enum LogTag {
 impl LogTag {
     pub fn key(self, key: &[u8]) -> Vec<u8> {
         let mut k = Vec::with_capacity(key.len() + 1);
-        k.push(self as u8);
-        k.extend_from_slice(key);
+        self.key_into(&mut k, key);
         k
+    }
+    /// `key` tagged, into `out` (cleared first): reuses one buffer across many keys.
+    pub fn key_into(self, out: &mut Vec<u8>, key: &[u8]) {
+        out.clear();
+        out.push(self as u8);
+        out.extend_from_slice(key);
     }
 
     pub fn db(self, store: &Store) -> &Db {
