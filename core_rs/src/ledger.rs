@@ -9,6 +9,7 @@ use std::collections::BinaryHeap;
 use rustc_hash::FxHashMap;
 use std::sync::Arc as Rc;
 
+use heed::types::Bytes;
 use heed::{PutFlags, RwTxn};
 
 use crate::command::*;
@@ -494,10 +495,7 @@ impl Ledger {
                 }
             }
         };
-        for (k, v) in &rows {
-            let (tag, key) = LogTag::split(k)?;
-            tag.db(&self.store).put(txn, key, v)?;
-        }
+        write_sorted(&self.store, txn, &rows)?;
         match next {
             Some(from) => {
                 let m = self.merge.as_mut().expect("a merge is under way");
@@ -1433,6 +1431,28 @@ fn encode_accounts(cache: &FxHashMap<AcctKey, Account>, keys: &[AcctKey]) -> (Ve
         })
         .collect();
     (out, ends)
+}
+
+/// Write merged rows (sorted by tagged key) through one cursor per database: LMDB's cursor put
+/// first tries the leaf the cursor is on (its first and last keys), so a key next to the
+/// previous one skips the descent from the root that `Database::put` makes for every row.
+fn write_sorted(store: &Store, txn: &mut RwTxn<'_>, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    let mut i = 0;
+    while i < rows.len() {
+        let (tag, _) = LogTag::split(&rows[i].0)?;
+        let mut cursor = tag.db(store).iter_mut(txn)?;
+        while i < rows.len() {
+            let (t, key) = LogTag::split(&rows[i].0)?;
+            if t != tag {
+                break;
+            }
+            // SAFETY: nothing borrowed from the database is alive across the put (the rows are
+            // owned copies), and flags 0 make LMDB position the cursor on `key` itself.
+            unsafe { cursor.put_current_with_options::<Bytes>(PutFlags::empty(), key, &rows[i].1)? };
+            i += 1;
+        }
+    }
+    Ok(())
 }
 
 /// The last seq of the group a `state_log` record belongs to (its key).
