@@ -1437,19 +1437,15 @@ fn encode_accounts(cache: &FxHashMap<AcctKey, Account>, keys: &[AcctKey]) -> (Ve
 /// first tries the leaf the cursor is on (its first and last keys), so a key next to the
 /// previous one skips the descent from the root that `Database::put` makes for every row.
 fn write_sorted(store: &Store, txn: &mut RwTxn<'_>, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
-    let mut i = 0;
-    while i < rows.len() {
-        let (tag, _) = LogTag::split(&rows[i].0)?;
+    // one run per database: the rows' first byte is their tag
+    for run in rows.chunk_by(|a, b| a.0.first() == b.0.first()) {
+        let (tag, _) = LogTag::split(&run[0].0)?;
         let mut cursor = tag.db(store).iter_mut(txn)?;
-        while i < rows.len() {
-            let (t, key) = LogTag::split(&rows[i].0)?;
-            if t != tag {
-                break;
-            }
+        for (k, v) in run {
+            let (_, key) = LogTag::split(k)?;
             // SAFETY: nothing borrowed from the database is alive across the put (the rows are
             // owned copies), and flags 0 make LMDB position the cursor on `key` itself.
-            unsafe { cursor.put_current_with_options::<Bytes>(PutFlags::empty(), key, &rows[i].1)? };
-            i += 1;
+            unsafe { cursor.put_current_with_options::<Bytes>(PutFlags::empty(), key, v)? };
         }
     }
     Ok(())
