@@ -226,6 +226,21 @@ def test_er15_referral_both_credited_only_on_first_purchase(shop: pp.Ledger) -> 
     assert notes[0].reason == "the referral was already paid"
 
 
+def test_er15_er30_inviter_award_is_cut_by_the_inviters_own_caps(shop: pp.Ledger) -> None:
+    shop.define_rule(rule("ref", r.Referral(inviter=200, invitee=100), "purchase",
+                          caps=(r.Cap("day", 300),)))
+    shop.set_earn_policy("p", caps=(r.Cap("day", 250),), id="policy-ref")
+    for m in ("b", "c"):
+        earn(shop, "signup", m, attrs=(("referrer", "a"),))
+    day = T0 + DAY
+    assert earn(shop, "purchase", "b", 10 * CNY, at=day).points == 300
+    # a's second inviter award: the rule's day cap leaves 100, a's programme day cap 50.
+    res = earn(shop, "purchase", "c", 10 * CNY, at=day)
+    assert [(lot.member, lot.points) for lot in res.lots] == [("c", 100), ("a", 50)]
+    assert res.cuts == [("ref", "rule:ref:day", 100), ("ref", "programme:day", 50)]
+    assert shop.balance("a", "pts").total == 250
+
+
 # ----- conditions, stacking, dry run, versions, validation -----
 
 def test_er31_conditions_and_dry_run_explanations(shop: pp.Ledger) -> None:

@@ -87,13 +87,13 @@ fn main() {
             let budgets = |_: &str, _: &str, _: &str| 0i64;
             // warm up
             for e in evs.iter().take(1_000) {
-                std::hint::black_box(evaluate(&c, &p, t0, e, &m, &st, budgets, false));
+                std::hint::black_box(evaluate(&c, &p, t0, e, &m, &st, None, budgets, false));
             }
             let start = Instant::now();
             let mut fired = 0usize;
             for k in 0..events {
                 let e = &evs[k % evs.len()];
-                let r = evaluate(&c, &p, t0 + (k as i64 % 86_400) * 1_000, e, &m, &st, budgets, false);
+                let r = evaluate(&c, &p, t0 + (k as i64 % 86_400) * 1_000, e, &m, &st, None, budgets, false);
                 fired += r.awards.len();
             }
             let s = start.elapsed().as_secs_f64();

@@ -577,6 +577,55 @@ fn er15_referral_pays_both_on_first_purchase_only() {
     clean(&fx);
 }
 
+#[test]
+fn er15_er30_the_inviters_award_is_capped_by_the_inviters_own_caps() {
+    let fx = fx();
+    fx.ok(t0(), open_member("d", P));
+    // The referral rule caps what one member earns from it per day; the programme caps every
+    // member's day at 250 points.
+    let referral = Rule { caps: vec![Cap { window: Window::Day, max: 300 }], ..rule("ref", &["purchase"], Action::Referral { inviter: 200, invitee: 100 }) };
+    fx.ok(t0(), define(referral));
+    fx.ok(t0(), define(rule("daily", &["checkin"], fixed(100))));
+    fx.ok(t0(), Command::SetEarnPolicy { policy: EarnPolicy { programme: P.into(), tz_offset_min: 480, caps: vec![Cap { window: Window::Day, max: 250 }] } });
+    let signup = |m: &str| Event { attrs: vec![("referrer".into(), "a".into())], ..ev("signup", m, 0) };
+    for m in ["b", "c", "d"] {
+        earned(&fx, t0(), signup(m));
+    }
+    let day = t0() + DAY;
+    // a's first inviter award fits both caps.
+    let (_, rc) = fx.ok(day, earn(ev("purchase", "b", 10 * CNY)));
+    assert_eq!((rc.amount, fx.total("a", T)), (300, 200));
+    // The second would take a to 400 referral points and 400 points today: the rule cap (300)
+    // cuts it to 100, and the programme cap (250 a day) to 50. The invitee is not cut.
+    let d = dry(&fx, day, &ev("purchase", "c", 10 * CNY));
+    assert_eq!(d.awards.iter().map(|a| (&*a.member, a.points)).collect::<Vec<_>>(), [("c", 100), ("a", 50)]);
+    assert_eq!(d.awards[1].cuts.iter().map(|c| (c.by.as_str(), c.n)).collect::<Vec<_>>(), [("rule:ref:day", 100), ("programme:day", 50)]);
+    let (id, rc) = fx.ok(day, earn(ev("purchase", "c", 10 * CNY)));
+    assert_eq!((rc.amount, fx.total("a", T), fx.total("c", T)), (150, 250, 100));
+    assert_eq!(note_of(&fx, &id).unwrap().cuts, [("ref".into(), "rule:ref:day".into(), 100), ("ref".into(), "programme:day".into(), 50)]);
+    // The award counted in a's own state: a's day is full, for its own earns too.
+    assert_eq!(earned(&fx, day, ev("checkin", "a", 0)).amount, 0);
+    assert_eq!(earned(&fx, day, ev("purchase", "d", 10 * CNY)).amount, 100, "a gets nothing more today");
+    assert_eq!(fx.total("a", T), 250);
+    // A new day starts a's counters over.
+    assert_eq!(earned(&fx, day + DAY, ev("checkin", "a", 0)).amount, 100);
+    clean(&fx);
+}
+
+#[test]
+fn er15_tl1_the_inviters_award_counts_towards_its_tier() {
+    let fx = fx();
+    fx.ok(t0(), Command::DefineTiers { tiers: tiers(TierBasis::Points) });
+    fx.ok(t0(), define(rule("ref", &["purchase"], Action::Referral { inviter: 1_000, invitee: 10 })));
+    earned(&fx, t0(), Event { attrs: vec![("referrer".into(), "a".into())], ..ev("signup", "b", 0) });
+    assert_eq!(earned(&fx, t0() + DAY, ev("purchase", "b", 10 * CNY)).amount, 1_010);
+    // a earned 1,000 points this month by referral alone: silver at the next evaluation.
+    fx.ok(t0() + DAY, Command::EvaluateTiers { programme: P.into(), after: None });
+    assert_eq!(query::member(fx.store(), "a").unwrap().tier, "silver");
+    assert_eq!(query::member(fx.store(), "b").unwrap().tier, "ordinary");
+    clean(&fx);
+}
+
 // ===== versions, validation, dry run =====
 
 #[test]

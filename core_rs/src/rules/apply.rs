@@ -276,6 +276,10 @@ impl Ledger {
         }
         let c = self.compiled(txn, &p.id)?;
         let st = self.rule_state(txn, w, &m.id)?;
+        let referrer_st = match &st.referrer {
+            Some(r) if rules::referral_pending(&st) => Some(self.rule_state(txn, w, r)?),
+            _ => None,
+        };
         let ev = {
             let budgets = |prog: &str, camp: &str, t: &str| -> i64 {
                 let key = budget_account(prog, camp, t);
@@ -287,7 +291,7 @@ impl Ledger {
                     },
                 }
             };
-            evaluate(&c, p, at, event, &m, &st, budgets, false)
+            evaluate(&c, p, at, event, &m, &st, referrer_st.as_deref(), budgets, false)
         };
         let mut made = Vec::with_capacity(ev.awards.len());
         let mut total = 0i64;
@@ -328,6 +332,9 @@ impl Ledger {
         // uncapped rules do not): each write dirties a B-tree page at group commit.
         if let Some(changed) = ev.state {
             w.rules.states.push((m.id.clone(), changed));
+        }
+        if let (Some(changed), Some(r)) = (ev.referrer_state, &st.referrer) {
+            w.rules.states.push((r.clone(), changed));
         }
         let d: &mut Draft = w.draft();
         d.made = made;

@@ -74,6 +74,9 @@ pub struct Evaluation {
     /// The member's new rule state, when the event changed it (None: unchanged, nothing to write).
     #[serde(skip)]
     pub state: Option<MemberState>,
+    /// The referrer's new rule state, when a referral award counted against its caps (ER-30).
+    #[serde(skip)]
+    pub referrer_state: Option<MemberState>,
 }
 
 impl Evaluation {
@@ -101,6 +104,9 @@ struct Run<'a, B: Budgets> {
     member: &'a str,
     /// the member's rule state, copied on the first change (most events change nothing)
     st: Cow<'a, MemberState>,
+    /// the referrer's rule state, when a referral can pay it: its award is capped by the
+    /// referrer's own caps and counts in them (ER-30 holds for every member credited)
+    referrer_st: Option<Cow<'a, MemberState>>,
     budgets: B,
     budget_left: Vec<(String, String, i64)>,
     awards: Vec<Award>,
@@ -141,11 +147,19 @@ impl<B: Budgets> Run<'_, B> {
         }
     }
 
-    /// Cut `n` by the caps of `scope` (a rule id, or "*" for the programme's) and count it.
-    fn capped(&self, scope: &str, caps: &[Cap], n: i64, cuts: &mut Vec<Cut>) -> i64 {
+    /// The rule state that caps an award to `member`: the event member's, or the referrer's.
+    fn state_of(&self, member: &str) -> Option<&MemberState> {
+        if member == self.member {
+            return Some(&self.st);
+        }
+        self.referrer_st.as_deref().filter(|_| self.st.referrer.as_deref() == Some(member))
+    }
+
+    /// Cut `n` by the caps of `scope` (a rule id, or "*" for the programme's) in state `st`.
+    fn capped(&self, st: &MemberState, scope: &str, caps: &[Cap], n: i64, cuts: &mut Vec<Cut>) -> i64 {
         let mut n = n;
         for cap in caps {
-            let used = self.st.used(scope, cap.window, self.window_index(cap.window));
+            let used = st.used(scope, cap.window, self.window_index(cap.window));
             let left = (cap.max - used).max(0);
             if n > left {
                 let by = if scope == "*" { format!("programme:{}", cap.window.name()) } else { format!("rule:{scope}:{}", cap.window.name()) };
@@ -156,10 +170,12 @@ impl<B: Budgets> Run<'_, B> {
         n
     }
 
-    fn count(&mut self, scope: &str, caps: &[Cap], n: i64) {
+    /// Count `n` awarded to `member` in the caps of `scope`.
+    fn count(&mut self, member: &str, scope: &str, caps: &[Cap], n: i64) {
         for cap in caps {
             let idx = self.window_index(cap.window);
-            self.st.to_mut().add(scope, cap.window, idx, n);
+            let st = if member == self.member { self.st.to_mut() } else { self.referrer_st.as_mut().expect("a capped award has a state").to_mut() };
+            st.add(scope, cap.window, idx, n);
         }
     }
 
@@ -175,8 +191,8 @@ impl<B: Budgets> Run<'_, B> {
         &mut self.budget_left[pos].2
     }
 
-    /// Turn a rule's base points into an award for `member`: max per event, the rule's caps,
-    /// the programme's caps (event member only), then the campaign budget.
+    /// Turn a rule's base points into an award for `member`: max per event, the rule's caps and
+    /// the programme's caps in `member`'s own state, then the campaign budget.
     #[allow(clippy::too_many_arguments)]
     fn award(&mut self, r: &Rule, ids: &AwardIds, budget: Option<&Budget>, member: &Arc<str>, version: u32, base: i64, pending: bool, validity: Option<&crate::model::Validity>) -> i64 {
         let (rule_id, point_type) = (&*ids.rule, &*ids.point_type);
@@ -188,13 +204,16 @@ impl<B: Budgets> Run<'_, B> {
                 n = m;
             }
         }
-        let own = **member == *self.member;
-        if own {
-            n = self.capped(rule_id, &r.caps, n, &mut cuts);
-            // (the compiled set outlives the run: no need to copy its caps)
-            let c: &Compiled = self.c;
-            n = self.capped("*", &c.policy.caps, n, &mut cuts);
-        }
+        // (the compiled set outlives the run: no need to copy its caps)
+        let c: &Compiled = self.c;
+        let capped = match self.state_of(member) {
+            Some(st) => {
+                n = self.capped(st, rule_id, &r.caps, n, &mut cuts);
+                n = self.capped(st, "*", &c.policy.caps, n, &mut cuts);
+                true
+            }
+            None => false,
+        };
         let mut from_budget = false;
         if let (Some(b), Some(camp)) = (budget, r.campaign.as_deref()) {
             if b.point_type == point_type {
@@ -208,10 +227,9 @@ impl<B: Budgets> Run<'_, B> {
                 *self.budget(camp, point_type) -= n;
             }
         }
-        if own && n > 0 {
-            self.count(rule_id, &r.caps, n);
-            let c: &Compiled = self.c;
-            self.count("*", &c.policy.caps, n);
+        if capped && n > 0 {
+            self.count(member, rule_id, &r.caps, n);
+            self.count(member, "*", &c.policy.caps, n);
         }
         let expires_at = match validity {
             Some(v) => self.expiry(v),
@@ -257,13 +275,14 @@ fn floor_mul(a: i64, b: i64, c: i64, d: i64) -> i64 {
 /// Awards and accepted rules are pre-sized for this many: growing past it moves every award.
 const AWARDS_PER_EVENT_TYPICAL: usize = 8;
 
-/// Evaluate `ev` (at `at`) for member `m` with rule state `st`. `explain` fills `notes`.
-#[allow(clippy::too_many_arguments)] // the event, the member, its state and the budgets: all inputs, no hidden state
-pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: &Member, st: &MemberState, budgets: B, explain: bool) -> Evaluation {
+/// Evaluate `ev` (at `at`) for member `m` with rule state `st`; `referrer_st` is the rule state
+/// of `st.referrer` when a referral can still pay it (`referral_pending`). `explain` fills `notes`.
+#[allow(clippy::too_many_arguments)] // the event, the member, the states and the budgets: all inputs, no hidden state
+pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: &Member, st: &MemberState, referrer_st: Option<&MemberState>, budgets: B, explain: bool) -> Evaluation {
     let e = c.prepare(at, ev, m, &st.groups, st.purchases);
     // the member's id once per evaluation, shared by its awards
     let member: Arc<str> = m.id.as_str().into();
-    let mut run = Run { c, p, at, e, member: &m.id, st: Cow::Borrowed(st), budgets, budget_left: vec![], awards: Vec::with_capacity(AWARDS_PER_EVENT_TYPICAL), notes: vec![], explain, expiries: vec![], type_expiries: vec![] };
+    let mut run = Run { c, p, at, e, member: &m.id, st: Cow::Borrowed(st), referrer_st: referrer_st.map(Cow::Borrowed), budgets, budget_left: vec![], awards: Vec::with_capacity(AWARDS_PER_EVENT_TYPICAL), notes: vec![], explain, expiries: vec![], type_expiries: vec![] };
     let kind = run.e.kind;
     // (index into c.rules, award index) of accepted base awards
     let mut accepted: Vec<(usize, usize)> = Vec::with_capacity(AWARDS_PER_EVENT_TYPICAL);
@@ -450,6 +469,14 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
         let spend = if t.counts_as_spend(&ev.kind) { ev.amount } else { 0 };
         let month = run.e.month;
         run.st.to_mut().qualify(month, earned, spend, t.window_months);
+        // The referrer's award counts towards its own qualification (its tier moves at its next
+        // event or evaluation).
+        if let (Some(r), Some(rst)) = (run.st.referrer.clone(), run.referrer_st.as_mut()) {
+            let earned: i64 = run.awards.iter().filter(|a| *a.member == *r).map(|a| a.points).sum();
+            if earned > 0 {
+                rst.to_mut().qualify(month, earned, 0, t.window_months);
+            }
+        }
         if !run.st.tier_override {
             let total = run.st.qualifying(t.basis, month, t.window_months);
             let level = t.level_for(total);
@@ -479,7 +506,17 @@ pub fn evaluate<B: Budgets>(c: &Compiled, p: &Programme, at: Ms, ev: &Event, m: 
         Cow::Owned(new) if new != *st => Some(new),
         _ => None,
     };
-    Evaluation { awards: run.awards, notes: run.notes, tier_change, state }
+    let referrer_state = match (run.referrer_st, referrer_st) {
+        (Some(Cow::Owned(new)), Some(old)) if new != *old => Some(new),
+        _ => None,
+    };
+    Evaluation { awards: run.awards, notes: run.notes, tier_change, state, referrer_state }
+}
+
+/// Whether a referral can still pay `st`'s referrer (ER-15: the member named one at sign-up and
+/// has not purchased yet): only then does an evaluation need the referrer's rule state.
+pub fn referral_pending(st: &MemberState) -> bool {
+    st.referrer.is_some() && !st.referral_paid && st.purchases == 0
 }
 
 #[cfg(test)]

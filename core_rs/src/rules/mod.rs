@@ -16,7 +16,7 @@ pub mod state;
 use heed::RoTxn;
 
 pub use compile::Compiled;
-pub use eval::{evaluate, Award, Cut, Evaluation, Note};
+pub use eval::{evaluate, referral_pending, Award, Cut, Evaluation, Note};
 pub use model::*;
 pub use state::MemberState;
 
@@ -114,8 +114,12 @@ pub fn dry_run(store: &Store, at: Ms, event: &Event) -> Result<Evaluation> {
     let p: Programme = get(&store.programmes, &txn, m.programme.as_bytes())?.ok_or_else(|| LedgerError::UnknownProgramme(m.programme.clone()))?;
     let c = load(store, &txn, &p.id)?;
     let st = member_state(store, &txn, &m.id)?;
+    let referrer_st = match &st.referrer {
+        Some(r) if referral_pending(&st) => Some(member_state(store, &txn, r)?),
+        _ => None,
+    };
     let budgets = |prog: &str, camp: &str, t: &str| budget_left(store, &txn, prog, camp, t);
-    Ok(evaluate(&c, &p, at, event, &m, &st, budgets, true))
+    Ok(evaluate(&c, &p, at, event, &m, &st, referrer_st.as_ref(), budgets, true))
 }
 
 /// What a campaign has granted and has left (CP-13 live monitoring).
