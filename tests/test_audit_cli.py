@@ -118,6 +118,22 @@ def test_altered_lot_exits_1(store: tuple[Path, int]) -> None:
     assert "account bob/general" in out and "lots" in out, out
 
 
+def test_lot_given_a_later_expiry_exits_1_though_every_sum_holds(store: tuple[Path, int]) -> None:
+    """RK-8 / EX-1: a lot's validity extended behind the ledger's back keeps every balance and
+    sum intact; the audit rebuilds the account from its entries' effects (`fx`) and sees it."""
+    data, _ = store
+
+    def extend(a: dict[str, Any]) -> None:
+        lot = a["lots"][-1]  # [id, remaining, amount, earned, expires, effective, source]
+        lot[4] = (lot[4] or 4_102_444_800_000) + 365 * 86_400_000
+
+    rewrite(data, "accounts", b"alice/general", extend)
+    code, out = audit_cli(data)
+    assert code == 1, out
+    assert "account alice/general: its lots differ from what its entries' effects give" in out, out
+    assert "balance" not in out and "sum" not in out, out
+
+
 def test_audit_reports_the_same_problems_as_the_api(store: tuple[Path, int]) -> None:
     data, _ = store
     rewrite(data, "accounts", b"#p/redemption/general", lambda a: a.update(b=a["b"] - 1))

@@ -18,6 +18,8 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
     let txn = store.read_txn()?;
     let mut r = AuditReport::default();
     let mut posted: HashMap<AcctKey, i64> = HashMap::new();
+    // Every member account rebuilt from its entries' effects (None once an entry predates them).
+    let mut folded: Option<HashMap<AcctKey, Account>> = Some(HashMap::new());
     let mut prev = vec![0u8; 32];
     let mut expect_seq = 1u64;
     for item in store.journal.iter(&txn)? {
@@ -48,6 +50,17 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             }
             *posted.entry(p.from.clone()).or_default() -= p.n;
             *posted.entry(p.to.clone()).or_default() += p.n;
+        }
+        match (&e.fx, folded.as_mut()) {
+            (Some(fx), Some(accounts)) => {
+                for f in fx {
+                    if let Err(why) = accounts.entry(f.a.clone()).or_default().apply_effect(f) {
+                        r.problems.push(format!("entry {} does not fit account {}: it {why}", e.seq, f.a));
+                    }
+                }
+            }
+            (None, Some(_)) => folded = None,
+            (_, None) => {}
         }
     }
     // Every acknowledged command id must still find its entries (a deleted tail entry that
@@ -91,6 +104,15 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             if a.lots.iter().any(|l| l.r <= 0 || l.r > l.a) {
                 r.problems.push(format!("account {key}: a lot has remaining outside 1..=amount"));
             }
+            if let Some(accounts) = folded.as_mut() {
+                let f = accounts.remove(key.as_str()).unwrap_or_default();
+                if (f.b, f.hd) != (a.b, a.hd) {
+                    r.problems.push(format!("account {key}: balance {} held {} but its entries' effects give {} and {}", a.b, a.hd, f.b, f.hd));
+                }
+                if f.lots != a.lots {
+                    r.problems.push(format!("account {key}: its lots differ from what its entries' effects give"));
+                }
+            }
             let m = parts[0].to_string();
             let prog = match programme_of.get(&m) {
                 Some(p) => p.clone(),
@@ -111,6 +133,11 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
             *held_by_type.entry((programme.clone(), t.clone())).or_default() += a.b;
         }
         *sums.entry((programme, t)).or_default() += a.b;
+    }
+    for (key, f) in folded.into_iter().flatten() {
+        if f != Account::default() {
+            r.problems.push(format!("account {key}: its entries' effects give it points or lots, but the account is missing"));
+        }
     }
     for (key, p) in posted {
         if p != 0 {

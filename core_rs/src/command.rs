@@ -183,6 +183,11 @@ pub struct Entry {
     /// Earn commands only, when something is worth recording: caps and budgets that cut awards.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<EarnNote>,
+    /// What the command did to each member account it changed, on the command's last entry in
+    /// that account's history (so every account state is the fold of its entries' effects;
+    /// `audit` checks it). None in entries written before effects were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fx: Option<Vec<Effect>>,
     #[serde(with = "serde_bytes")]
     pub ph: Vec<u8>,
     #[serde(with = "serde_bytes", default, skip_serializing_if = "Vec::is_empty")]

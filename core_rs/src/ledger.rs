@@ -648,8 +648,13 @@ impl Ledger {
         let cached = self.accounts.borrow().get(key).cloned();
         let a = match cached {
             Some(a) => a,
-            None => get_logged_known::<Account>(&self.store, txn, &self.logged, LogTag::Account, key.as_bytes())?
-                .unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() }),
+            None => {
+                let a = get_logged_known::<Account>(&self.store, txn, &self.logged, LogTag::Account, key.as_bytes())?
+                    .unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() });
+                // Read-through: the committed state is what `flush` diffs the command's against.
+                self.accounts.borrow_mut().insert(AcctKey::from(key), a.clone());
+                a
+            }
         };
         w.accounts.push((AcctKey::from(key), a));
         Ok(w.accounts.len() - 1)
@@ -1353,6 +1358,7 @@ impl Ledger {
                 cursor: d.cursor,
                 links,
                 note: d.note,
+                fx: None,
                 // both set by the sealer
                 ph: vec![],
                 h: vec![],
@@ -1360,6 +1366,7 @@ impl Ledger {
             self.next_seq = seq + 1;
             entries.push(e);
         }
+        self.attach_effects(&w, &mut entries);
         let receipt = Receipt::from_entries(&entries, false);
         let n_entries = entries.len() as u32;
         let sealer = self.sealer.get_mut();
@@ -1417,6 +1424,29 @@ impl Ledger {
         self.idem.insert(env.id.as_bytes());
         self.idem_group.insert(env.id.clone(), rec);
         Ok(receipt)
+    }
+}
+
+impl Ledger {
+    /// Record what the command did to each member account it changed (its state in the cache,
+    /// read through by `acct`, against its state in `w`) on the command's last entry in that
+    /// account's history, or its last entry.
+    fn attach_effects(&self, w: &Work, entries: &mut [Entry]) {
+        let cache = self.accounts.borrow();
+        let none = Account::default();
+        let mut fx: Vec<Vec<Effect>> = vec![vec![]; entries.len()];
+        for (k, after) in &w.accounts {
+            if is_system_account(k) {
+                continue;
+            }
+            if let Some(e) = after.effect_since(cache.get(k).unwrap_or(&none), k) {
+                let i = entries.iter().rposition(|en| en.links.iter().any(|l| l.acct == *k)).unwrap_or(entries.len() - 1);
+                fx[i].push(e);
+            }
+        }
+        for (e, f) in entries.iter_mut().zip(fx) {
+            e.fx = Some(f);
+        }
     }
 }
 

@@ -326,6 +326,83 @@ pub struct Account {
     pub lots: Vec<Lot>,
 }
 
+impl Account {
+    /// What one command did to this account, `before` → `self` (lots matched by id), or None
+    /// when nothing changed. Lots are kept in FEFO order and their keys are unique, so the two
+    /// lists merge in one walk.
+    pub fn effect_since(&self, before: &Account, key: &AcctKey) -> Option<Effect> {
+        let (mut d, mut n) = (vec![], vec![]);
+        let (mut old, mut new) = (before.lots.iter().peekable(), self.lots.iter().peekable());
+        loop {
+            match (old.peek(), new.peek()) {
+                (None, None) => break,
+                (Some(o), Some(l)) if o.i == l.i => {
+                    debug_assert_eq!(Lot { r: l.r, ..(*o).clone() }, **l, "only a lot's remaining changes");
+                    if o.r != l.r {
+                        d.push((o.i, l.r - o.r));
+                    }
+                    old.next();
+                    new.next();
+                }
+                (Some(o), l) if l.is_none_or(|l| o.fefo_key() < l.fefo_key()) => {
+                    d.push((o.i, -o.r));
+                    old.next();
+                }
+                (_, Some(l)) => {
+                    n.push((*l).clone());
+                    new.next();
+                }
+                (Some(_), None) => unreachable!("handled above"),
+            }
+        }
+        let changed = self.b != before.b || self.hd != before.hd || !d.is_empty() || !n.is_empty();
+        changed.then(|| Effect { a: key.clone(), b: self.b - before.b, hd: self.hd - before.hd, d, n })
+    }
+
+    /// Apply one command's effect (the fold `audit` checks: every member account's state is
+    /// the fold of its entries' effects). Refuses an effect that does not fit the account.
+    pub fn apply_effect(&mut self, fx: &Effect) -> std::result::Result<(), String> {
+        self.b += fx.b;
+        self.hd += fx.hd;
+        for (id, delta) in &fx.d {
+            let lot = self.lots.iter_mut().find(|l| l.i == *id).ok_or_else(|| format!("changes lot {id}, which the account does not hold"))?;
+            lot.r += delta;
+            if lot.r < 0 {
+                return Err(format!("takes more from lot {id} than it holds"));
+            }
+        }
+        self.lots.retain(|l| l.r > 0);
+        for lot in &fx.n {
+            let key = lot.fefo_key();
+            let pos = self.lots.partition_point(|l| l.fefo_key() < key);
+            if self.lots.get(pos).is_some_and(|l| l.i == lot.i) {
+                return Err(format!("adds lot {}, which the account holds already", lot.i));
+            }
+            self.lots.insert(pos, lot.clone());
+        }
+        Ok(())
+    }
+}
+
+/// What one command did to one member account (carried by its journal entry): balance and held
+/// changes, changes of the remaining of lots it held (by lot id; a lot left at 0 is gone), and
+/// the lots it gained, as they are after the command.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Effect {
+    pub a: AcctKey,
+    pub b: i64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub hd: i64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub d: Vec<(u64, i64)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub n: Vec<Lot>,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
 /// A lot slice consumed by a debit: enough to put it back with its original expiry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consumed {

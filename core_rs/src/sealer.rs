@@ -161,21 +161,27 @@ impl Drop for Sealer {
     }
 }
 
-/// Hash an entry and serialize it once: the entry is encoded without `h` (a 14-field map, 15 with
-/// an earn note), hashed, and `h` is appended as the last field, which is exactly what encoding
-/// it with `h` would give. `head` is the previous entry's hash, and becomes this one's.
+/// Hash an entry and serialize it once: the entry is encoded without `h` (a map of 14-16 fields:
+/// an earn note and account effects are optional), hashed, and `h` is appended as the last
+/// field, which is exactly what encoding it with `h` would give. `head` is the previous entry's
+/// hash, and becomes this one's.
 fn seal(e: &mut Entry, head: &mut Vec<u8>) -> Vec<u8> {
     debug_assert!(e.h.is_empty());
     e.ph = std::mem::take(head);
     let mut bytes = encode(&*e);
     e.h = blake3::hash(&bytes).as_bytes().to_vec();
-    let fields = bytes[0] & 0x0f;
-    assert!(bytes[0] & 0xf0 == 0x80 && (14..=15).contains(&fields), "entry map layout changed: update seal()");
-    if fields == 15 {
-        // 16 fields no longer fit a fixmap: map16 header.
-        bytes.splice(0..1, [0xde, 0x00, 16]);
+    // the map header: a fixmap up to 15 fields, else map16
+    let (fields, header_len) = match bytes[0] {
+        b if b & 0xf0 == 0x80 => ((b & 0x0f) as usize, 1),
+        0xde => (u16::from_be_bytes([bytes[1], bytes[2]]) as usize, 3),
+        b => panic!("entry map layout changed (header {b:#x}): update seal()"),
+    };
+    assert!((14..=16).contains(&fields), "entry map layout changed ({fields} fields): update seal()");
+    let n = fields + 1;
+    if n <= 15 {
+        bytes.splice(0..header_len, [0x80 | n as u8]);
     } else {
-        bytes[0] = 0x80 | (fields + 1);
+        bytes.splice(0..header_len, [0xde, 0x00, n as u8]);
     }
     bytes.extend_from_slice(&[0xa1, b'h', 0xc4, 32]);
     bytes.extend_from_slice(&e.h);

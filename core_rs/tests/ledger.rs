@@ -1171,6 +1171,44 @@ fn rk8_audit_detects_a_forged_lot_and_a_deleted_entry() {
     assert!(problems.iter().any(|p| p.contains("out of sequence")), "{problems:#?}");
 }
 
+#[test]
+fn rk8_audit_detects_a_lot_given_a_later_expiry_that_keeps_every_sum() {
+    // Every sum still holds (balance, Σ lots, Σ = 0): only rebuilding the account from its
+    // entries' effects shows that its lots are not the lots the ledger gave it.
+    let dir = busy_ledger().close();
+    let key = member_account("alice", "internal");
+    let problems = tamper(dir.path(), |store, txn| {
+        let mut a: Account = get(&store.accounts, txn, key.as_bytes()).unwrap().unwrap();
+        // (internal points never expire: give the lot an expiry far ahead, past every other)
+        let last = a.lots.len() - 1;
+        a.lots[last].x = Some(a.lots[last].x.unwrap_or(ms(2100, 1, 1)) + 365 * DAY);
+        put(&store.accounts, txn, key.as_bytes(), &a).unwrap();
+    });
+    assert_eq!(problems, [format!("account {key}: its lots differ from what its entries' effects give")]);
+}
+
+#[test]
+fn every_member_account_is_the_fold_of_its_entries_effects() {
+    let fx = busy_ledger();
+    let txn = fx.store().read_txn().unwrap();
+    let mut folded: std::collections::BTreeMap<String, Account> = Default::default();
+    let mut effects = 0;
+    for item in fx.store().journal.iter(&txn).unwrap() {
+        let (_, v) = item.unwrap();
+        let e: Entry = decode(v).unwrap();
+        for f in e.fx.expect("every entry records its effects") {
+            assert!(!is_system_account(&f.a), "effects are recorded for member accounts only");
+            folded.entry(f.a.to_string()).or_default().apply_effect(&f).unwrap();
+            effects += 1;
+        }
+    }
+    assert!(effects > 10, "the busy ledger changes accounts: {effects}");
+    for (k, f) in &folded {
+        let a: Account = get_account(fx.store(), &txn, k.as_bytes()).unwrap().unwrap();
+        assert_eq!((a.b, a.hd, &a.lots), (f.b, f.hd, &f.lots), "{k}");
+    }
+}
+
 // =====================================================================================
 // 11. Group commit from many threads
 // =====================================================================================
