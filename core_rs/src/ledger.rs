@@ -1425,9 +1425,7 @@ impl Ledger {
         self.idem_group.insert(env.id.clone(), rec);
         Ok(receipt)
     }
-}
 
-impl Ledger {
     /// Record what the command did to each member account it changed (its state in the cache,
     /// read through by `acct`, against its state in `w`) on the command's last entry in that
     /// account's history, or its last entry.

@@ -362,14 +362,13 @@ impl Account {
     /// Apply one command's effect (the fold `audit` checks: every member account's state is
     /// the fold of its entries' effects). Refuses an effect that does not fit the account.
     pub fn apply_effect(&mut self, fx: &Effect) -> std::result::Result<(), String> {
-        self.b += fx.b;
-        self.hd += fx.hd;
+        // (the audit folds whatever the store holds: overflow is a finding, not a panic)
+        let overflow = || "overflows a balance".to_string();
+        self.b = self.b.checked_add(fx.b).ok_or_else(overflow)?;
+        self.hd = self.hd.checked_add(fx.hd).ok_or_else(overflow)?;
         for (id, delta) in &fx.d {
             let lot = self.lots.iter_mut().find(|l| l.i == *id).ok_or_else(|| format!("changes lot {id}, which the account does not hold"))?;
-            lot.r += delta;
-            if lot.r < 0 {
-                return Err(format!("takes more from lot {id} than it holds"));
-            }
+            lot.r = lot.r.checked_add(*delta).filter(|r| *r >= 0).ok_or_else(|| format!("takes more from lot {id} than it holds"))?;
         }
         self.lots.retain(|l| l.r > 0);
         for lot in &fx.n {
