@@ -54,6 +54,11 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
         match (&e.fx, folded.as_mut()) {
             (Some(fx), Some(accounts)) => {
                 for f in fx {
+                    // An account's effects sit on its own history chain (its `links`), so its
+                    // state can be rebuilt by walking that chain alone.
+                    if !e.links.iter().any(|l| l.acct == f.a) {
+                        r.problems.push(format!("entry {} changes account {} but is not in its history", e.seq, f.a));
+                    }
                     if let Err(why) = accounts.entry(f.a.clone()).or_default().apply_effect(f) {
                         r.problems.push(format!("entry {} does not fit account {}: it {why}", e.seq, f.a));
                     }
