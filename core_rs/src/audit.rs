@@ -90,9 +90,8 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
     let mut sums: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut programme_of: HashMap<String, String> = HashMap::new();
     let mut held_by_type: BTreeMap<(String, String), i64> = BTreeMap::new();
-    for (k, v) in all_accounts(store, &txn)? {
+    for (k, a) in all_accounts(store, &txn)? {
         let key = String::from_utf8_lossy(k).into_owned();
-        let a: Account = decode(v)?;
         r.accounts += 1;
         let p = posted.remove(key.as_str()).unwrap_or(0);
         if p != a.b {

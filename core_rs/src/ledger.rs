@@ -328,36 +328,19 @@ impl Ledger {
         let states_bytes: usize = states.iter().chain(&ids).map(|(m, v)| 1 + m.len() + v.len()).sum();
         let mut blob = StateLogBlobWriter::new(n, dirty.len() * STATE_LOG_ACCOUNT_BYTES_TYPICAL + states_bytes);
         // In key order: accounts (tag a), idempotency records (tag i), rule states (tag r), each
-        // sorted by key. Account states are encoded straight into the record.
+        // sorted by key. A member account is logged as its history head (`store::account_value`
+        // rebuilds its state from its entries' effects), a system account as its state.
         let mut key = Vec::with_capacity(2 * ID_LENGTH_MAX + 2);
-        // A large group's states are encoded on two cores (the submitting thread's core idles
-        // while the writer works): a helper encodes the upper half into a buffer of its own,
-        // copied into the record after the lower half.
-        let split = if dirty.len() >= STATE_LOG_PARALLEL_ENCODE_MIN { dirty.len() / 2 } else { dirty.len() };
-        let (lower, upper) = dirty.split_at(split);
-        let map: &FxHashMap<AcctKey, Account> = &cache;
-        std::thread::scope(|scope| {
-            let helper = (!upper.is_empty())
-                .then(|| std::thread::Builder::new().name("pypoints-encode".into()).spawn_scoped(scope, move || encode_accounts(map, upper)).ok())
-                .flatten();
-            for k in lower {
-                LogTag::Account.key_into(&mut key, k.as_bytes());
-                blob.push(&key, |out| encode_into(out, &map[k]));
-                self.logged.insert_tagged(&key, record);
+        for k in &dirty {
+            LogTag::Account.key_into(&mut key, k.as_bytes());
+            let a = &cache[k];
+            if is_system_account(k) {
+                blob.push(&key, |out| encode_into(out, a));
+            } else {
+                blob.push(&key, |out| out.extend_from_slice(&a.ls.to_be_bytes()));
             }
-            // Without a helper (none needed, or the OS refused a thread) encode here.
-            let (bytes, ends) = match helper {
-                Some(h) => h.join().expect("encoding account states does not panic"),
-                None => encode_accounts(map, upper),
-            };
-            let mut at = 0;
-            for (k, end) in upper.iter().zip(ends) {
-                LogTag::Account.key_into(&mut key, k.as_bytes());
-                blob.push(&key, |out| out.extend_from_slice(&bytes[at..end]));
-                self.logged.insert_tagged(&key, record);
-                at = end;
-            }
-        });
+            self.logged.insert_tagged(&key, record);
+        }
         for (tag, rows) in [(LogTag::Idem, &ids), (LogTag::RuleState, &states)] {
             for (k, v) in rows {
                 tag.key_into(&mut key, k.as_bytes());
@@ -491,7 +474,20 @@ impl Ledger {
                     }
                 }
                 if in_cycle {
-                    rows.push((key.to_vec(), newest.expect("the key came from a record").to_vec()));
+                    let newest = newest.expect("the key came from a record");
+                    let value = match LogTag::split(key)? {
+                        // a member account's history head: `accounts` gets its state, the
+                        // writer's (the newest, this group's included) or rebuilt
+                        (LogTag::Account, k) if k.first() != Some(&b'#') => {
+                            let cached = self.accounts.borrow().get(std::str::from_utf8(k).unwrap_or_default()).map(encode);
+                            match cached {
+                                Some(v) => v,
+                                None => encode(&account_value(&self.store, txn, k, Some(newest))?.expect("a logged account has a state")),
+                            }
+                        }
+                        _ => newest.to_vec(),
+                    };
+                    rows.push((key.to_vec(), value));
                 }
             }
         };
@@ -649,7 +645,7 @@ impl Ledger {
         let a = match cached {
             Some(a) => a,
             None => {
-                let a = get_logged_known::<Account>(&self.store, txn, &self.logged, LogTag::Account, key.as_bytes())?
+                let a = get_account_known(&self.store, txn, &self.logged, key.as_bytes())?
                     .unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() });
                 // Read-through: the committed state is what `flush` diffs the command's against.
                 self.accounts.borrow_mut().insert(AcctKey::from(key), a.clone());
@@ -1446,19 +1442,6 @@ impl Ledger {
             e.fx = Some(f);
         }
     }
-}
-
-/// The account states of `keys` encoded back to back, with the end offset of each.
-fn encode_accounts(cache: &FxHashMap<AcctKey, Account>, keys: &[AcctKey]) -> (Vec<u8>, Vec<usize>) {
-    let mut out = Vec::with_capacity(keys.len() * STATE_LOG_ACCOUNT_BYTES_TYPICAL);
-    let ends = keys
-        .iter()
-        .map(|k| {
-            encode_into(&mut out, &cache[k]);
-            out.len()
-        })
-        .collect();
-    (out, ends)
 }
 
 /// Write merged rows (sorted by tagged key) through one cursor per database: LMDB's cursor put

@@ -76,12 +76,9 @@ pub const STATE_LOG_MERGE_SLICE_MIN: usize = 4_096;
 /// (while it holds at most this many) instead of appending a record of its own: a busy unary
 /// server's small commits then share records, and leave the merge's slices small.
 pub const STATE_LOG_FOLD_ENTRIES_MAX: usize = 256;
-/// Bytes a logged member account typically takes (a balance and 3-5 lots): sizes a group's
-/// state log record up front, so encoding the group's accounts into it rarely reallocates.
-pub const STATE_LOG_ACCOUNT_BYTES_TYPICAL: usize = 320;
-/// A group that logs at least this many account states encodes them on two threads (below it a
-/// thread's start costs more than half the encoding saves).
-pub const STATE_LOG_PARALLEL_ENCODE_MIN: usize = 2_048;
+/// Bytes a logged account typically takes (its tagged key and a member account's 8-byte history
+/// head): sizes a group's state log record up front, so it rarely reallocates.
+pub const STATE_LOG_ACCOUNT_BYTES_TYPICAL: usize = 24;
 /// Journal entries the writer hands the sealer thread at a time, and the chunks it may have
 /// handed over and not received back (then it waits: backpressure, bounded memory).
 pub const SEAL_CHUNK_ENTRIES: usize = 256;

@@ -86,7 +86,7 @@ pub fn balances(store: &Store, member_id: &str, point_type: Option<&str>, now: M
     let types = types_of(store, &txn, member_id, point_type)?;
     let mut out = vec![];
     for t in types {
-        let a = get_account::<Account>(store, &txn, member_account(member_id, &t).as_bytes())?.unwrap_or_default();
+        let a = get_account(store, &txn, member_account(member_id, &t).as_bytes())?.unwrap_or_default();
         let avail = a.lots.iter().filter(|l| l.spendable_at(now)).map(|l| l.r).sum();
         let pending = a.lots.iter().filter(|l| l.f > now).map(|l| l.r).sum();
         out.push(BalanceView { point_type: t, total: a.b, available: avail, pending, held: a.hd });
@@ -112,7 +112,7 @@ pub fn lots(store: &Store, member_id: &str, point_type: Option<&str>, size: usiz
     let types = types_of(store, &txn, member_id, point_type)?;
     let mut all = vec![];
     for t in types {
-        let a = get_account::<Account>(store, &txn, member_account(member_id, &t).as_bytes())?.unwrap_or_default();
+        let a = get_account(store, &txn, member_account(member_id, &t).as_bytes())?.unwrap_or_default();
         all.extend(a.lots.into_iter().map(|l| (t.clone(), l)));
     }
     let start = if token.is_empty() {
@@ -137,7 +137,7 @@ pub fn history(store: &Store, member_id: &str, point_type: Option<&str>, size: u
     let keys: Vec<AcctKey> = types.iter().map(|t| member_account(member_id, t)).collect();
     let mut heads: Vec<u64> = if token.is_empty() {
         keys.iter()
-            .map(|k| Ok(get_account::<Account>(store, &txn, k.as_bytes())?.map_or(0, |a| a.ls)))
+            .map(|k| Ok(get_account(store, &txn, k.as_bytes())?.map_or(0, |a| a.ls)))
             .collect::<Result<_>>()?
     } else {
         let h: Vec<u64> = token.split('.').map(|s| s.parse::<u64>()).collect::<std::result::Result<_, _>>().or_else(|_| invalid("bad page token"))?;

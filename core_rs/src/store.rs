@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use crate::error::{LedgerError, Result};
 use crate::limits::*;
-use crate::model::AcctKey;
+use crate::command::Entry;
+use crate::model::{Account, AcctKey, SCHEMA_VERSION};
 
 pub type Db = Database<'static, Bytes, Bytes>;
 
@@ -397,6 +398,14 @@ impl LogTag {
 /// The newest committed state of a record kept through the state log, as its stored bytes:
 /// the latest `state_log` record that has it, else the checkpoint in its own database.
 pub fn get_logged_bytes<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag, key: &[u8]) -> Result<Option<&'t [u8]>> {
+    match in_log(store, txn, tag, key)? {
+        Some(v) => Ok(Some(v)),
+        None => Ok(tag.db(store).get(txn, key)?),
+    }
+}
+
+/// The newest value the state log holds for `key` (None: the log lacks it).
+fn in_log<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag, key: &[u8]) -> Result<Option<&'t [u8]>> {
     let tagged = tag.key(key);
     for item in store.state_log.rev_iter(txn)? {
         let (_, blob) = item?;
@@ -404,7 +413,7 @@ pub fn get_logged_bytes<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag, key:
             return Ok(Some(v));
         }
     }
-    Ok(tag.db(store).get(txn, key)?)
+    Ok(None)
 }
 
 pub fn get_logged<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, tag: LogTag, key: &[u8]) -> Result<Option<T>> {
@@ -415,13 +424,25 @@ pub fn get_logged<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, tag: LogT
 /// (`LoggedKeys`), so a key the log lacks goes straight to its B-tree, and a key it has to the
 /// one record that holds its newest state (not a search through every record, newest first).
 pub fn get_logged_known<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, logged: &LoggedKeys, tag: LogTag, key: &[u8]) -> Result<Option<T>> {
+    match in_log_known(store, txn, logged, tag, key)? {
+        Some(v) => Ok(Some(decode(v)?)),
+        None => get(tag.db(store), txn, key),
+    }
+}
+
+/// `get_account` for the writer, which knows the record that holds a logged key.
+pub fn get_account_known(store: &Store, txn: &RoTxn<'_>, logged: &LoggedKeys, key: &[u8]) -> Result<Option<Account>> {
+    let logged = in_log_known(store, txn, logged, LogTag::Account, key)?;
+    account_value(store, txn, key, logged)
+}
+
+fn in_log_known<'t>(store: &Store, txn: &'t RoTxn<'_>, logged: &LoggedKeys, tag: LogTag, key: &[u8]) -> Result<Option<&'t [u8]>> {
     let Some(record) = logged.record(tag, key) else {
-        return get(tag.db(store), txn, key);
+        return Ok(None);
     };
     let corrupt = || LedgerError::Storage(format!("state log record {record} lacks a key it holds"));
     let blob = store.state_log.get(txn, &seq_key(record))?.ok_or_else(corrupt)?;
-    let value = StateLogBlob::find(blob, &tag.key(key))?.ok_or_else(corrupt)?;
-    Ok(Some(decode(value)?))
+    Ok(Some(StateLogBlob::find(blob, &tag.key(key))?.ok_or_else(corrupt)?))
 }
 
 /// Tagged keys up to this long are looked up without allocating (account keys are
@@ -479,13 +500,70 @@ impl LoggedKeys {
     }
 }
 
-pub fn get_account<T: DeserializeOwned>(store: &Store, txn: &RoTxn<'_>, key: &[u8]) -> Result<Option<T>> {
-    get_logged(store, txn, LogTag::Account, key)
+/// An account's newest committed state: its state in `accounts` (the last checkpoint) brought
+/// up to date with what the state log holds for it (`account_value`).
+pub fn get_account(store: &Store, txn: &RoTxn<'_>, key: &[u8]) -> Result<Option<Account>> {
+    let logged = in_log(store, txn, LogTag::Account, key)?;
+    account_value(store, txn, key, logged)
 }
 
 /// Every account's newest committed state, in key order (checkpoint merged with the log).
-pub fn all_accounts<'t>(store: &Store, txn: &'t RoTxn<'_>) -> Result<std::collections::BTreeMap<&'t [u8], &'t [u8]>> {
-    all_logged(store, txn, LogTag::Account)
+pub fn all_accounts<'t>(store: &Store, txn: &'t RoTxn<'_>) -> Result<std::collections::BTreeMap<&'t [u8], Account>> {
+    let mut logged: std::collections::BTreeMap<&[u8], &[u8]> = std::collections::BTreeMap::new();
+    for item in store.state_log.iter(txn)? {
+        let (_, blob) = item?;
+        for (k, v) in StateLogBlob::entries(blob)? {
+            if let (LogTag::Account, k) = LogTag::split(k)? {
+                logged.insert(k, v);
+            }
+        }
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for item in store.accounts.iter(txn)? {
+        let (k, v) = item?;
+        if !logged.contains_key(k) {
+            out.insert(k, decode(v)?);
+        }
+    }
+    for (k, v) in logged {
+        if let Some(a) = account_value(store, txn, k, Some(v))? {
+            out.insert(k, a);
+        }
+    }
+    Ok(out)
+}
+
+/// An account as of `logged`, the newest value the state log holds for it (None: the log lacks
+/// it, and `accounts` holds its state). A system account's log value is its state. A member
+/// account's is its history head, the seq of its newest entry (8 bytes, big-endian): its state
+/// is its state in `accounts` with the effects (`Entry::fx`) of the entries after that state
+/// folded in, found by walking its history links back from the head. Member states are not
+/// logged in full every group: most accounts a group touches have one or two entries since the
+/// last checkpoint.
+pub fn account_value(store: &Store, txn: &RoTxn<'_>, key: &[u8], logged: Option<&[u8]>) -> Result<Option<Account>> {
+    let Some(v) = logged else {
+        return get(&store.accounts, txn, key);
+    };
+    if key.first() == Some(&b'#') {
+        return Ok(Some(decode(v)?));
+    }
+    let corrupt = |what: String| LedgerError::Storage(format!("account {}: {what}", String::from_utf8_lossy(key)));
+    let head = u64::from_be_bytes(v.try_into().map_err(|_| corrupt("corrupt history head in the state log".into()))?);
+    let mut a: Account = get(&store.accounts, txn, key)?.unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() });
+    let mut chain = vec![];
+    let mut seq = head;
+    while seq > a.ls {
+        let e: Entry = get(&store.journal, txn, &seq_key(seq))?.ok_or_else(|| corrupt(format!("journal entry {seq} missing")))?;
+        seq = e.links.iter().find(|l| l.acct.as_bytes() == key).map(|l| l.prev).ok_or_else(|| corrupt(format!("entry {seq} is not in its history")))?;
+        chain.push(e);
+    }
+    for e in chain.iter().rev() {
+        for f in e.fx.iter().flatten().filter(|f| f.a.as_bytes() == key) {
+            a.apply_effect(f).map_err(|why| corrupt(format!("entry {} {why}", e.seq)))?;
+        }
+    }
+    a.ls = a.ls.max(head);
+    Ok(Some(a))
 }
 
 /// Every record of `tag`'s database as readers see it, in key order: its B-tree merged with

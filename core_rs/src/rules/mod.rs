@@ -21,7 +21,7 @@ pub use model::*;
 pub use state::MemberState;
 
 use crate::error::{LedgerError, Result};
-use crate::model::{check_key_id, Account, Member, Ms, Programme};
+use crate::model::{check_key_id, Member, Ms, Programme};
 use crate::store::{decode, get, Store};
 
 /// Keys in the `rules` database (text, so `mdb_dump` stays readable):
@@ -101,7 +101,7 @@ pub fn member_state(store: &Store, txn: &RoTxn<'_>, member: &str) -> Result<Memb
 }
 
 pub fn budget_left(store: &Store, txn: &RoTxn<'_>, programme: &str, campaign: &str, point_type: &str) -> i64 {
-    crate::store::get_account::<Account>(store, txn, budget_account(programme, campaign, point_type).as_bytes()).ok().flatten().map_or(0, |a| a.b)
+    crate::store::get_account(store, txn, budget_account(programme, campaign, point_type).as_bytes()).ok().flatten().map_or(0, |a| a.b)
 }
 
 /// Evaluate an event against the committed state without posting anything (issue #3 §6): which

@@ -290,7 +290,7 @@ impl Fx {
 
     pub fn account(&self, key: &str) -> Option<Account> {
         let txn = self.store().read_txn().unwrap();
-        get_account::<Account>(self.store(), &txn, key.as_bytes()).unwrap()
+        get_account(self.store(), &txn, key.as_bytes()).unwrap()
     }
 
     /// Balance of a system account (0 when it was never touched).
@@ -336,7 +336,7 @@ pub fn snapshot(store: &Store) -> Snapshot {
         })
         // Accounts as readers see them (checkpoint merged with the log): a checkpoint moves
         // states between the two without changing any.
-        .chain(std::iter::once(("accounts", all_accounts(store, &txn).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())))
+        .chain(std::iter::once(("accounts", all_accounts(store, &txn).unwrap().into_iter().map(|(k, v)| (k.to_vec(), encode(&v))).collect())))
         .chain(std::iter::once(("idempotency", all_logged(store, &txn, LogTag::Idem).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect())))
         .collect()
 }
