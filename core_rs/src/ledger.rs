@@ -478,7 +478,7 @@ impl Ledger {
                     let value = match LogTag::split(key)? {
                         // a member account's history head: `accounts` gets its state, the
                         // writer's (the newest, this group's included) or rebuilt
-                        (LogTag::Account, k) if k.first() != Some(&b'#') => {
+                        (LogTag::Account, k) if !is_system_account_key(k) => {
                             let cached = self.accounts.borrow().get(std::str::from_utf8(k).unwrap_or_default()).map(encode);
                             match cached {
                                 Some(v) => v,

@@ -544,7 +544,7 @@ pub fn account_value(store: &Store, txn: &RoTxn<'_>, key: &[u8], logged: Option<
     let Some(v) = logged else {
         return get(&store.accounts, txn, key);
     };
-    if key.first() == Some(&b'#') {
+    if is_system_account_key(key) {
         return Ok(Some(decode(v)?));
     }
     let corrupt = |what: String| LedgerError::Storage(format!("account {}: {what}", String::from_utf8_lossy(key)));
@@ -646,7 +646,12 @@ pub fn system_account(programme: &str, kind: SystemAccount, point_type: &str) ->
 }
 
 pub fn is_system_account(key: &str) -> bool {
-    key.starts_with('#')
+    is_system_account_key(key.as_bytes())
+}
+
+/// `is_system_account` for a key as stored.
+pub fn is_system_account_key(key: &[u8]) -> bool {
+    key.first() == Some(&b'#')
 }
 
 /// (member, point type) of a member account key; (programme, kind, type) parts for system keys.
