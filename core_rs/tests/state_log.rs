@@ -391,6 +391,23 @@ fn small_groups_fold_into_the_newest_record_but_never_into_one_a_merge_covers() 
 }
 
 #[test]
+fn a_log_written_before_history_heads_still_reads() {
+    // A store that crashed with the older log format holds member states in the log itself.
+    let dir = Fx::standard().close();
+    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+    let key = member_account("alice", "internal");
+    let old = Account { v: SCHEMA_VERSION, b: 70, hd: 0, ls: 0, lots: vec![Lot { i: 9, r: 70, a: 100, e: t0(), x: None, f: t0(), s: 1, g: None }] };
+    let mut txn = store.write_txn().unwrap();
+    let tagged = [&[LogTag::Account as u8][..], key.as_bytes()].concat();
+    let value = encode(&old);
+    store.state_log.put(&mut txn, &seq_key(1), &StateLogBlob::encode(&[(&tagged[..], &value[..])])).unwrap();
+    txn.commit().unwrap();
+    let txn = store.read_txn().unwrap();
+    assert_eq!(get_account(&store, &txn, key.as_bytes()).unwrap(), Some(old.clone()));
+    assert_eq!(all_accounts(&store, &txn).unwrap().get(key.as_bytes()), Some(&old));
+}
+
+#[test]
 fn a_group_logs_each_member_account_as_its_history_head_and_readers_rebuild_the_state() {
     // every member gets a different amount, so a head logged under another account's key shows
     let n = 2_049;
