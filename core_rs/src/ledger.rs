@@ -201,6 +201,16 @@ impl Ledger {
             rules: RefCell::default(),
         };
         l.reload()?;
+        // A log written before history heads holds member states. Once a later record logged a
+        // head for such an account, readers would fold from its older checkpoint across entries
+        // that carry no effects: write the old log back into the B-trees before anything else.
+        let old_log = log_holds_member_states(&l.store, &*l.store.read_txn()?)?;
+        if old_log {
+            let store = l.store.clone();
+            let mut txn = store.write_txn()?;
+            l.checkpoint(&mut txn)?;
+            txn.commit()?;
+        }
         Ok(l)
     }
 

@@ -533,6 +533,22 @@ pub fn all_accounts<'t>(store: &Store, txn: &'t RoTxn<'_>) -> Result<std::collec
     Ok(out)
 }
 
+/// Whether the state log holds a member account's state rather than its history head (a log
+/// written before heads: `Ledger::open` checkpoints it).
+pub fn log_holds_member_states(store: &Store, txn: &RoTxn<'_>) -> Result<bool> {
+    for item in store.state_log.iter(txn)? {
+        let (_, blob) = item?;
+        for (k, v) in StateLogBlob::entries(blob)? {
+            if let (LogTag::Account, k) = LogTag::split(k)? {
+                if !is_system_account_key(k) && v.len() != 8 {
+                    return Ok(true);
+                }
+            }
+        }
+    }
+    Ok(false)
+}
+
 /// An account as of `logged`, the newest value the state log holds for it (None: the log lacks
 /// it, and `accounts` holds its state). A system account's log value is its state. A member
 /// account's is its history head, the seq of its newest entry (8 bytes, big-endian): its state
