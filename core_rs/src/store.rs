@@ -509,15 +509,7 @@ pub fn get_account(store: &Store, txn: &RoTxn<'_>, key: &[u8]) -> Result<Option<
 
 /// Every account's newest committed state, in key order (checkpoint merged with the log).
 pub fn all_accounts<'t>(store: &Store, txn: &'t RoTxn<'_>) -> Result<std::collections::BTreeMap<&'t [u8], Account>> {
-    let mut logged: std::collections::BTreeMap<&[u8], &[u8]> = std::collections::BTreeMap::new();
-    for item in store.state_log.iter(txn)? {
-        let (_, blob) = item?;
-        for (k, v) in StateLogBlob::entries(blob)? {
-            if let (LogTag::Account, k) = LogTag::split(k)? {
-                logged.insert(k, v);
-            }
-        }
-    }
+    let logged = log_values(store, txn, LogTag::Account)?;
     let mut out = std::collections::BTreeMap::new();
     for item in store.accounts.iter(txn)? {
         let (k, v) = item?;
@@ -591,6 +583,13 @@ pub fn all_logged<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag) -> Result<
         let (k, v) = item?;
         out.insert(k, v);
     }
+    out.extend(log_values(store, txn, tag)?);
+    Ok(out)
+}
+
+/// The newest value the state log holds for each of `tag`'s keys, in key order.
+fn log_values<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag) -> Result<std::collections::BTreeMap<&'t [u8], &'t [u8]>> {
+    let mut out = std::collections::BTreeMap::new();
     for item in store.state_log.iter(txn)? {
         let (_, blob) = item?;
         for (k, v) in StateLogBlob::entries(blob)? {
