@@ -77,6 +77,7 @@ fn main() {
     };
     let mut k = 0u64;
     let mut last = e.stats.snapshot();
+    let mut wrote = written_bytes();
     let (mut total_s, ckpt0) = (0.0, checkpoints(&e));
     for round in 0..rounds {
         let cmds: Vec<Envelope> = (0..batch)
@@ -90,7 +91,7 @@ fn main() {
         let dt = t.elapsed().as_secs_f64();
         total_s += dt;
         assert!(r.iter().all(|r| r.is_ok()));
-        println!("round {round}: credit {:>9.0}/s {:?}", batch as f64 / dt, stats_delta(&e, &mut last));
+        println!("round {round}: credit {:>9.0}/s {:?} {} B written/cmd", batch as f64 / dt, stats_delta(&e, &mut last), written_delta(&mut wrote) / batch as u64);
     }
     // Sustained: every round's time, checkpoints included (a median would hide them).
     println!("credit sustained {:.0}/s over {rounds} rounds ({} checkpoints)", (rounds * batch) as f64 / total_s, checkpoints(&e) - ckpt0);
@@ -106,7 +107,7 @@ fn main() {
         let r = e.submit(cmds).unwrap();
         let dt = t.elapsed().as_secs_f64();
         total_s += dt;
-        println!("round {round}: redeem {:>9.0}/s ({} ok) {:?}", batch as f64 / dt, r.iter().filter(|r| r.is_ok()).count(), stats_delta(&e, &mut last));
+        println!("round {round}: redeem {:>9.0}/s ({} ok) {:?} {} B written/cmd", batch as f64 / dt, r.iter().filter(|r| r.is_ok()).count(), stats_delta(&e, &mut last), written_delta(&mut wrote) / batch as u64);
     }
     println!("redeem sustained {:.0}/s over {rounds} rounds ({} checkpoints)", (rounds * batch) as f64 / total_s, checkpoints(&e) - ckpt0);
 }
@@ -119,6 +120,20 @@ fn checkpoints(e: &Engine) -> u64 {
 fn stats_delta(e: &Engine, last: &mut [(&'static str, u64); 6]) -> Vec<(&'static str, u64)> {
     let now = e.stats.snapshot();
     let d = now.iter().zip(last.iter()).filter(|((k, _), _)| k.ends_with("_ns")).map(|((k, a), (_, b))| (*k, (a - b) / 1_000_000)).collect();
+    *last = now;
+    d
+}
+
+/// Bytes this process has passed to write(2) so far (`wchar` in /proc/self/io): what the
+/// commits copied into the page cache.
+fn written_bytes() -> u64 {
+    let io = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    io.lines().find_map(|l| l.strip_prefix("wchar: ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+fn written_delta(last: &mut u64) -> u64 {
+    let now = written_bytes();
+    let d = now - *last;
     *last = now;
     d
 }
