@@ -84,9 +84,10 @@ pub const STATE_LOG_ACCOUNT_BYTES_TYPICAL: usize = 24;
 pub const SEAL_CHUNK_ENTRIES: usize = 256;
 pub const SEAL_CHUNKS_IN_FLIGHT_MAX: usize = 64;
 /// The writer's in-memory filter of recorded command ids (`idem_filter.rs`): bits per id
-/// (~1% false positives) and the smallest filter (2 MiB). It is sized for twice the ids in the
-/// store at open (10 M ids: 32 MiB) and grows by a layer of twice the size when full.
-pub const IDEM_FILTER_BITS_PER_ID: u64 = 10;
+/// (~0.2% false positives, each of which costs a search of the state log) and the smallest
+/// filter (2 MiB). It is sized for twice the ids in the store at open (10 M ids: 40 MiB) and
+/// grows by a layer of twice the size when full.
+pub const IDEM_FILTER_BITS_PER_ID: u64 = 16;
 pub const IDEM_FILTER_BITS_MIN: u64 = 1 << 24;
 /// LMDB environment sizing.
 pub const MAP_SIZE_BYTES_DEFAULT: usize = 64 << 30;
