@@ -43,7 +43,9 @@ pub struct Ledger {
     /// Keys are inline strings (`AcctKey`): at a million members a lookup's key comparison
     /// would otherwise chase a heap pointer, one more cache miss per account touched.
     accounts: RefCell<FxHashMap<AcctKey, Account>>,
-    accounts_dirty: Vec<AcctKey>,
+    /// Accounts this group changed, each with its history head after the change (a member
+    /// account is logged as its newest head, without a lookup in `accounts`).
+    accounts_dirty: Vec<(AcctKey, u64)>,
     /// Every recorded command id (a Bloom filter): most ids are new, and this proves it
     /// without an LMDB lookup.
     idem: IdemFilter,
@@ -326,37 +328,41 @@ impl Ledger {
         if dirty.is_empty() && states.is_empty() && ids.is_empty() {
             return Ok(());
         }
-        dirty.sort_unstable();
-        dirty.dedup();
+        // newest head first within a key, then one row per key
+        dirty.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        dirty.dedup_by(|a, b| a.0 == b.0);
         ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let ids: Vec<(String, Vec<u8>)> = ids.into_iter().map(|(id, rec)| (id, encode(&rec))).collect();
         // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
         let record = self.next_seq - 1;
         let n = dirty.len() + ids.len() + states.len();
         let fold = self.fold_target(txn, n)?;
         let cache = self.accounts.borrow();
-        let states_bytes: usize = states.iter().chain(&ids).map(|(m, v)| 1 + m.len() + v.len()).sum();
+        let states_bytes: usize = states.iter().map(|(m, v)| 1 + m.len() + v.len()).sum::<usize>() + ids.iter().map(|(id, _)| 1 + id.len() + STATE_LOG_IDEM_RECORD_BYTES_TYPICAL).sum::<usize>();
         let mut blob = StateLogBlobWriter::new(n, dirty.len() * STATE_LOG_ACCOUNT_BYTES_TYPICAL + states_bytes);
         // In key order: accounts (tag a), idempotency records (tag i), rule states (tag r), each
         // sorted by key. A member account is logged as its history head (`store::account_value`
         // rebuilds its state from its entries' effects), a system account as its state.
         let mut key = Vec::with_capacity(2 * ID_LENGTH_MAX + 2);
-        for k in &dirty {
+        for (k, head) in &dirty {
             LogTag::Account.key_into(&mut key, k.as_bytes());
-            let a = &cache[k];
             if is_system_account(k) {
-                blob.push(&key, |out| encode_into(out, a));
+                blob.push(&key, |out| encode_into(out, &cache[k]));
             } else {
-                blob.push(&key, |out| out.extend_from_slice(&a.ls.to_be_bytes()));
+                debug_assert_eq!(*head, cache[k].ls, "the newest head logged for {k}");
+                blob.push(&key, |out| out.extend_from_slice(&head.to_be_bytes()));
             }
             self.logged.insert_tagged(&key, record);
         }
-        for (tag, rows) in [(LogTag::Idem, &ids), (LogTag::RuleState, &states)] {
-            for (k, v) in rows {
-                tag.key_into(&mut key, k.as_bytes());
-                blob.push(&key, |out| out.extend_from_slice(v));
-                self.logged.insert_tagged(&key, record);
-            }
+        // Idempotency records are encoded straight into the record (they are not in `logged`:
+        // the Bloom filter sends the writer to the log for them).
+        for (id, rec) in &ids {
+            LogTag::Idem.key_into(&mut key, id.as_bytes());
+            blob.push(&key, |out| encode_into(out, rec));
+        }
+        for (k, v) in &states {
+            LogTag::RuleState.key_into(&mut key, k.as_bytes());
+            blob.push(&key, |out| out.extend_from_slice(v));
+            self.logged.insert_tagged(&key, record);
         }
         drop(cache);
         let blob = blob.finish();
@@ -1384,7 +1390,7 @@ impl Ledger {
         let mut cache = self.accounts.borrow_mut();
         for (k, a) in w.accounts {
             debug_assert!(is_system_account(&k) || a.b == a.lots.iter().map(|l| l.r).sum::<i64>(), "lots = balance for {k}");
-            self.accounts_dirty.push(k.clone());
+            self.accounts_dirty.push((k.clone(), a.ls));
             cache.insert(k, a);
         }
         drop(cache);

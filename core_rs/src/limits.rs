@@ -79,6 +79,8 @@ pub const STATE_LOG_FOLD_ENTRIES_MAX: usize = 256;
 /// Bytes a logged account typically takes (its tagged key and a member account's 8-byte history
 /// head): sizes a group's state log record up front, so it rarely reallocates.
 pub const STATE_LOG_ACCOUNT_BYTES_TYPICAL: usize = 24;
+/// Bytes an encoded idempotency record typically takes in a state log record (sizes it too).
+pub const STATE_LOG_IDEM_RECORD_BYTES_TYPICAL: usize = 48;
 /// Journal entries the writer hands the sealer thread at a time, and the chunks it may have
 /// handed over and not received back (then it waits: backpressure, bounded memory).
 pub const SEAL_CHUNK_ENTRIES: usize = 256;
