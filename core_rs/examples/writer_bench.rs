@@ -78,6 +78,7 @@ fn main() {
     let mut k = 0u64;
     let mut last = e.stats.snapshot();
     let mut wrote = written_bytes();
+    let mut faulted = minor_faults();
     let (mut total_s, ckpt0) = (0.0, checkpoints(&e));
     for round in 0..rounds {
         let cmds: Vec<Envelope> = (0..batch)
@@ -91,7 +92,7 @@ fn main() {
         let dt = t.elapsed().as_secs_f64();
         total_s += dt;
         assert!(r.iter().all(|r| r.is_ok()));
-        println!("round {round}: credit {:>9.0}/s {:?} {} B written/cmd", batch as f64 / dt, stats_delta(&e, &mut last), written_delta(&mut wrote) / batch as u64);
+        println!("round {round}: credit {:>9.0}/s {:?} {} B written/cmd {:.2} page faults/cmd", batch as f64 / dt, stats_delta(&e, &mut last), written_delta(&mut wrote) / batch as u64, faults_delta(&mut faulted) as f64 / batch as f64);
     }
     // Sustained: every round's time, checkpoints included (a median would hide them).
     println!("credit sustained {:.0}/s over {rounds} rounds ({} checkpoints)", (rounds * batch) as f64 / total_s, checkpoints(&e) - ckpt0);
@@ -107,7 +108,7 @@ fn main() {
         let r = e.submit(cmds).unwrap();
         let dt = t.elapsed().as_secs_f64();
         total_s += dt;
-        println!("round {round}: redeem {:>9.0}/s ({} ok) {:?} {} B written/cmd", batch as f64 / dt, r.iter().filter(|r| r.is_ok()).count(), stats_delta(&e, &mut last), written_delta(&mut wrote) / batch as u64);
+        println!("round {round}: redeem {:>9.0}/s ({} ok) {:?} {} B written/cmd {:.2} page faults/cmd", batch as f64 / dt, r.iter().filter(|r| r.is_ok()).count(), stats_delta(&e, &mut last), written_delta(&mut wrote) / batch as u64, faults_delta(&mut faulted) as f64 / batch as f64);
     }
     println!("redeem sustained {:.0}/s over {rounds} rounds ({} checkpoints)", (rounds * batch) as f64 / total_s, checkpoints(&e) - ckpt0);
 }
@@ -133,6 +134,22 @@ fn written_bytes() -> u64 {
 
 fn written_delta(last: &mut u64) -> u64 {
     let now = written_bytes();
+    let d = now - *last;
+    *last = now;
+    d
+}
+
+/// Minor page faults of this process so far (field 10 of /proc/self/stat): each is a page of
+/// memory touched for the first time since it was mapped, which this VM makes expensive.
+fn minor_faults() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // fields after the command name, which is in parentheses and may hold spaces
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace().nth(7).and_then(|v| v.parse().ok()).unwrap_or(0)
+}
+
+fn faults_delta(last: &mut u64) -> u64 {
+    let now = minor_faults();
     let d = now - *last;
     *last = now;
     d
