@@ -1,7 +1,7 @@
 //! A Bloom filter over every recorded command id, owned by the writer. Almost every command
 //! carries a fresh id, and proving it fresh with an LMDB lookup in a tree of millions of ids was
 //! a third of the writer's apply time; the filter answers "certainly new" from memory and leaves
-//! only possible replays (and a few % false positives) to LMDB. It is built from the
+//! only possible replays (and ~0.2% false positives) to the state log and LMDB. It is built from the
 //! `idempotency` database at open and grows as ids accumulate by adding a layer twice the size
 //! of the last (a scalable Bloom filter): growing never re-reads the ids, so no commit stalls
 //! on it (re-reading 6 M ids took ~2 s).
