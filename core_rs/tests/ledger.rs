@@ -1108,6 +1108,13 @@ fn entry(store: &Store, txn: &heed::RwTxn<'_>, seq: u64) -> Entry {
     get(&store.journal, txn, &seq_key(seq)).unwrap().unwrap()
 }
 
+/// Rewrite a checkpointed account record behind the ledger's back.
+fn edit_account(store: &Store, txn: &mut heed::RwTxn<'_>, key: &str, f: impl FnOnce(&mut Account)) {
+    let mut a: Account = get(&store.accounts, txn, key.as_bytes()).unwrap().unwrap();
+    f(&mut a);
+    put(&store.accounts, txn, key.as_bytes(), &a).unwrap();
+}
+
 fn first_entry_of_kind(store: &Store, txn: &heed::RwTxn<'_>, kind: &str) -> Entry {
     (1..).map(|s| entry(store, txn, s)).find(|e| e.kind() == kind).unwrap()
 }
@@ -1144,11 +1151,7 @@ fn rk8_audit_detects_a_rehashed_entry_by_the_broken_chain_and_the_postings() {
 fn rk8_audit_detects_an_edited_account_balance() {
     let dir = busy_ledger().close();
     let key = member_account("alice", "internal");
-    let problems = tamper(dir.path(), |store, txn| {
-        let mut a: Account = get(&store.accounts, txn, key.as_bytes()).unwrap().unwrap();
-        a.b += 1_000;
-        put(&store.accounts, txn, key.as_bytes(), &a).unwrap();
-    });
+    let problems = tamper(dir.path(), |store, txn| edit_account(store, txn, &key, |a| a.b += 1_000));
     assert!(problems.iter().any(|p| p.contains(key.as_str()) && p.contains("postings sum")), "{problems:#?}");
     assert!(problems.iter().any(|p| p.contains(key.as_str()) && p.contains("lots hold")), "{problems:#?}");
     assert!(problems.iter().any(|p| p.contains("point type internal") && p.contains("not 0")), "{problems:#?}");
@@ -1158,11 +1161,7 @@ fn rk8_audit_detects_an_edited_account_balance() {
 fn rk8_audit_detects_a_forged_lot_and_a_deleted_entry() {
     let dir = busy_ledger().close();
     let key = member_account("alice", "internal");
-    let problems = tamper(dir.path(), |store, txn| {
-        let mut a: Account = get(&store.accounts, txn, key.as_bytes()).unwrap().unwrap();
-        a.lots[0].r += 1;
-        put(&store.accounts, txn, key.as_bytes(), &a).unwrap();
-    });
+    let problems = tamper(dir.path(), |store, txn| edit_account(store, txn, &key, |a| a.lots[0].r += 1));
     assert!(problems.iter().any(|p| p.contains("lots hold")), "{problems:#?}");
     let problems = tamper(dir.path(), |store, txn| {
         let e = first_entry_of_kind(store, txn, "transfer");
@@ -1178,11 +1177,11 @@ fn rk8_audit_detects_a_lot_given_a_later_expiry_that_keeps_every_sum() {
     let dir = busy_ledger().close();
     let key = member_account("alice", "internal");
     let problems = tamper(dir.path(), |store, txn| {
-        let mut a: Account = get(&store.accounts, txn, key.as_bytes()).unwrap().unwrap();
-        // (internal points never expire: give the lot an expiry far ahead, past every other)
-        let last = a.lots.len() - 1;
-        a.lots[last].x = Some(a.lots[last].x.unwrap_or(ms(2100, 1, 1)) + 365 * DAY);
-        put(&store.accounts, txn, key.as_bytes(), &a).unwrap();
+        edit_account(store, txn, &key, |a| {
+            // (internal points never expire: give the lot an expiry far ahead, past every other)
+            let last = a.lots.len() - 1;
+            a.lots[last].x = Some(a.lots[last].x.unwrap_or(ms(2100, 1, 1)) + 365 * DAY);
+        });
     });
     assert_eq!(problems, [format!("account {key}: its lots differ from what its entries' effects give")]);
 }
