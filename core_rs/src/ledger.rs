@@ -662,7 +662,7 @@ impl Ledger {
             Some(a) => a,
             None => {
                 let a = get_account_known(&self.store, txn, &self.logged, key.as_bytes())?
-                    .unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() });
+                    .unwrap_or_else(Account::empty);
                 // Read-through: the committed state is what `flush` diffs the command's against.
                 self.accounts.borrow_mut().insert(AcctKey::from(key), a.clone());
                 a

@@ -327,6 +327,11 @@ pub struct Account {
 }
 
 impl Account {
+    /// An account no command has touched yet (what a key without a record reads as).
+    pub fn empty() -> Account {
+        Account { v: SCHEMA_VERSION, ..Default::default() }
+    }
+
     /// What one command did to this account, `before` → `self` (lots matched by id), or None
     /// when nothing changed. Lots are kept in FEFO order and their keys are unique, so the two
     /// lists merge in one walk.

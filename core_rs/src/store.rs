@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::error::{LedgerError, Result};
 use crate::limits::*;
 use crate::command::Entry;
-use crate::model::{Account, AcctKey, SCHEMA_VERSION};
+use crate::model::{Account, AcctKey};
 
 pub type Db = Database<'static, Bytes, Bytes>;
 
@@ -558,7 +558,7 @@ pub fn account_value(store: &Store, txn: &RoTxn<'_>, key: &[u8], logged: Option<
     }
     let corrupt = |what: String| LedgerError::Storage(format!("account {}: {what}", String::from_utf8_lossy(key)));
     let head = u64::from_be_bytes(v.try_into().map_err(|_| corrupt("corrupt history head in the state log".into()))?);
-    let mut a: Account = get(&store.accounts, txn, key)?.unwrap_or(Account { v: SCHEMA_VERSION, ..Default::default() });
+    let mut a: Account = get(&store.accounts, txn, key)?.unwrap_or_else(Account::empty);
     let mut chain = vec![];
     let mut seq = head;
     while seq > a.ls {
