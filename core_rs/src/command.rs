@@ -142,7 +142,8 @@ impl Command {
     /// with a fresh clock still gets the original result.
     pub fn fingerprint(&self) -> Fingerprint {
         let mut bytes = Vec::with_capacity(256);
-        rmp_serde::encode::write(&mut bytes, self).expect("commands always serialize");
+        crate::msgpack::write_compact(&mut bytes, self).expect("commands always serialize");
+        debug_assert_eq!(bytes, rmp_serde::to_vec(self).expect("commands always serialize"), "msgpack.rs writes what rmp_serde writes");
         let mut fp = [0; 16];
         fp.copy_from_slice(&blake3::hash(&bytes).as_bytes()[..16]);
         fp
@@ -200,7 +201,7 @@ impl Entry {
     }
     pub fn compute_hash(&self) -> Vec<u8> {
         debug_assert!(self.h.is_empty());
-        let bytes = rmp_serde::to_vec_named(self).expect("entries always serialize");
+        let bytes = crate::store::encode(self);
         blake3::hash(&bytes).as_bytes().to_vec()
     }
 }

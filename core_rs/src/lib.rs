@@ -8,6 +8,7 @@ pub mod idem_filter;
 pub mod ledger;
 pub mod limits;
 pub mod model;
+pub mod msgpack;
 pub mod query;
 pub mod rules;
 pub mod sealer;

@@ -189,7 +189,9 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 /// Append a record's msgpack (named fields, as `encode`) to `out`.
 pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) {
-    rmp_serde::encode::write_named(out, value).expect("records always serialize");
+    let start = out.len();
+    crate::msgpack::write_named(out, value).expect("records always serialize");
+    debug_assert_eq!(out[start..], rmp_serde::to_vec_named(value).expect("records always serialize"), "msgpack.rs writes what rmp_serde writes");
 }
 
 const ENCODE_BUFFER_BYTES: usize = 512;
