@@ -329,9 +329,9 @@ impl Ledger {
             return Ok(());
         }
         // newest head first within a key, then one row per key
-        dirty.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        sort_by_key_bytes(&mut dirty, |a| a.0.as_bytes(), |a, b| b.1.cmp(&a.1));
         dirty.dedup_by(|a, b| a.0 == b.0);
-        ids.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        sort_by_key_bytes(&mut ids, |a| a.0.as_bytes(), |_, _| std::cmp::Ordering::Equal);
         // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
         let record = self.next_seq - 1;
         let n = dirty.len() + ids.len() + states.len();
@@ -1478,6 +1478,24 @@ fn write_sorted(store: &Store, txn: &mut RwTxn<'_>, rows: &[(Vec<u8>, Vec<u8>)])
     Ok(())
 }
 
+/// Sort `rows` by a byte string key, rows with equal keys by `then`. The sort compares each
+/// key's first 16 bytes as one integer and only the rest of a tie with `memcmp`: comparing the
+/// keys themselves made the sorts of a group's dirty accounts and command ids ~2,000
+/// instructions per command (callgrind, session 13).
+fn sort_by_key_bytes<T>(rows: &mut Vec<T>, key: impl Fn(&T) -> &[u8], then: impl Fn(&T, &T) -> std::cmp::Ordering) {
+    // Zero-padded big-endian prefixes order as the keys do, except that a key and the same
+    // key with NUL bytes appended tie: the full comparison settles every tie.
+    let prefix = |k: &[u8]| {
+        let mut p = [0u8; 16];
+        let n = k.len().min(16);
+        p[..n].copy_from_slice(&k[..n]);
+        u128::from_be_bytes(p)
+    };
+    let mut keyed: Vec<(u128, T)> = rows.drain(..).map(|r| (prefix(key(&r)), r)).collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(&a.1).cmp(key(&b.1))).then_with(|| then(&a.1, &b.1)));
+    rows.extend(keyed.into_iter().map(|(_, r)| r));
+}
+
 /// The last seq of the group a `state_log` record belongs to (its key).
 fn record_seq(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(key.try_into().map_err(|_| LedgerError::Storage("corrupt state log key".into()))?))
@@ -1498,4 +1516,32 @@ fn split_slices(slices: &[Consumed], n: i64) -> (Vec<Consumed>, Vec<Consumed>) {
         }
     }
     (a, b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sort_by_key_bytes;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The prefix sort orders as sorting by the keys themselves, ties by `then`: keys that
+        /// share 16 or more bytes, keys that are prefixes of others, and NUL bytes included.
+        #[test]
+        fn sort_by_key_bytes_orders_as_the_keys(rows in proptest::collection::vec((proptest::collection::vec(prop_oneof![Just(0u8), Just(b'a'), Just(b'b'), any::<u8>()], 0..24), any::<u8>()), 0..200)) {
+            let mut shared = rows.clone();
+            // half the keys share a 16-byte head, so the tail decides
+            for (i, r) in shared.iter_mut().enumerate() {
+                if i % 2 == 0 {
+                    let mut k = b"m0000000/points-".to_vec();
+                    k.extend_from_slice(&r.0);
+                    r.0 = k;
+                }
+            }
+            let mut want = shared.clone();
+            want.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            let mut got = shared;
+            sort_by_key_bytes(&mut got, |r| &r.0, |a, b| b.1.cmp(&a.1));
+            prop_assert_eq!(got, want);
+        }
+    }
 }
