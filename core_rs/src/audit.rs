@@ -160,7 +160,7 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
         let h: Hold = decode(v)?;
         if h.state == HoldState::Open {
             for c in &h.consumed {
-                *open.entry((h.programme.clone(), c.t.clone())).or_default() += c.n;
+                *open.entry((h.programme.clone(), c.t.to_string())).or_default() += c.n;
             }
         }
     }

@@ -46,6 +46,10 @@ pub struct Ledger {
     /// Accounts this group changed, each with its history head after the change (a member
     /// account is logged as its newest head, without a lookup in `accounts`).
     accounts_dirty: Vec<(AcctKey, u64)>,
+    /// System accounts this group changed, once each: nearly every command posts to one, and
+    /// a row per command made the group's sort mostly ties (a system account is logged as
+    /// its state, whatever its history head).
+    system_dirty: rustc_hash::FxHashSet<AcctKey>,
     /// Every recorded command id (a Bloom filter): most ids are new, and this proves it
     /// without an LMDB lookup.
     idem: IdemFilter,
@@ -190,6 +194,7 @@ impl Ledger {
             head_dirty: false,
             accounts: RefCell::default(),
             accounts_dirty: Vec::new(),
+            system_dirty: Default::default(),
             logged: LoggedKeys::default(),
             log_groups: 0,
             log_entries: 0,
@@ -222,6 +227,7 @@ impl Ledger {
         let txn = store.read_txn()?;
         self.accounts.borrow_mut().clear();
         self.accounts_dirty.clear();
+        self.system_dirty.clear();
         self.idem_group.clear();
         self.members.borrow_mut().clear();
         self.rules.borrow_mut().clear();
@@ -321,6 +327,7 @@ impl Ledger {
 
     fn log_dirty(&mut self, txn: &mut RwTxn<'_>) -> Result<()> {
         let mut dirty = std::mem::take(&mut self.accounts_dirty);
+        dirty.extend(self.system_dirty.drain().map(|k| (k, 0)));
         let states = self.rules_dirty_states();
         let mut ids: Vec<(String, IdemRecord)> = self.idem_group.drain().collect();
         self.last_logged = 0;
@@ -739,7 +746,7 @@ impl Ledger {
                     continue;
                 }
                 let n = lot.r.min(left);
-                used.push(Consumed { t: t.clone(), lot: lot.clone(), n });
+                used.push(Consumed { t: AcctKey::from(t.as_str()), lot: lot.clone(), n });
                 lot.r -= n;
                 left -= n;
             }
@@ -872,7 +879,7 @@ impl Ledger {
                 Self::insert_lot(&mut w.accounts[i].1, lot.clone())?;
                 self.post(txn, w, point_type, &system_account(&p.id, SystemAccount::Issuance, point_type), &key, *amount)?;
                 let d = w.draft();
-                d.made.push(Consumed { t: point_type.clone(), lot, n: *amount });
+                d.made.push(Consumed { t: AcctKey::from(point_type.as_str()), lot, n: *amount });
                 d.amount = *amount;
             }
             Command::Redeem { member, point_type, amount, order } => {
@@ -1019,7 +1026,7 @@ impl Ledger {
                 for c in &used {
                     let lot = Lot { i: w.new_lot_id(), r: c.n, a: c.n, e: c.lot.e, x: c.lot.x, f: at, s: w.seq0, g: None };
                     Self::insert_lot(&mut w.accounts[di].1, lot.clone())?;
-                    made.push(Consumed { t: point_type.clone(), lot, n: c.n });
+                    made.push(Consumed { t: AcctKey::from(point_type.as_str()), lot, n: c.n });
                 }
                 self.post(txn, w, point_type, &src, &dst, *amount)?;
                 let d = w.draft();
@@ -1051,7 +1058,7 @@ impl Ledger {
                 self.post(txn, w, to_type, &system_account(&p.id, SystemAccount::Conversion, to_type), &dst, credited)?;
                 let d = w.draft();
                 d.used = used;
-                d.made = vec![Consumed { t: to_type.clone(), lot, n: credited }];
+                d.made = vec![Consumed { t: AcctKey::from(to_type.as_str()), lot, n: credited }];
                 d.amount = *amount;
                 d.credited = credited;
             }
@@ -1321,7 +1328,7 @@ impl Ledger {
             let n: i64 = lots.iter().map(|l| l.r).sum();
             self.post(txn, w, t, &key, &system_account(&m.programme, SystemAccount::Breakage, t), n)?;
             let d = w.draft();
-            d.used = lots.into_iter().map(|l| Consumed { t: t.to_string(), n: l.r, lot: l }).collect();
+            d.used = lots.into_iter().map(|l| Consumed { t: AcctKey::from(t), n: l.r, lot: l }).collect();
             d.amount = n;
         }
         if w.drafts.is_empty() {
@@ -1390,7 +1397,11 @@ impl Ledger {
         let mut cache = self.accounts.borrow_mut();
         for (k, a) in w.accounts {
             debug_assert!(is_system_account(&k) || a.b == a.lots.iter().map(|l| l.r).sum::<i64>(), "lots = balance for {k}");
-            self.accounts_dirty.push((k.clone(), a.ls));
+            if !is_system_account(&k) {
+                self.accounts_dirty.push((k.clone(), a.ls));
+            } else if !self.system_dirty.contains(&k) {
+                self.system_dirty.insert(k.clone());
+            }
             cache.insert(k, a);
         }
         drop(cache);
@@ -1479,8 +1490,8 @@ fn write_sorted(store: &Store, txn: &mut RwTxn<'_>, rows: &[(Vec<u8>, Vec<u8>)])
 }
 
 /// Sort `rows` by a byte string key, rows with equal keys by `then`. The sort compares each
-/// key's first 16 bytes as one integer and only the rest of a tie with `memcmp`: comparing the
-/// keys themselves made the sorts of a group's dirty accounts and command ids ~2,000
+/// key's first 16 bytes as one integer and only the rest of a tie with `memcmp`: sorting the
+/// rows by their keys made the sorts of a group's dirty accounts and command ids ~2,000
 /// instructions per command (callgrind, session 13).
 fn sort_by_key_bytes<T>(rows: &mut Vec<T>, key: impl Fn(&T) -> &[u8], then: impl Fn(&T, &T) -> std::cmp::Ordering) {
     // Zero-padded big-endian prefixes order as the keys do, except that a key and the same
@@ -1491,9 +1502,16 @@ fn sort_by_key_bytes<T>(rows: &mut Vec<T>, key: impl Fn(&T) -> &[u8], then: impl
         p[..n].copy_from_slice(&k[..n]);
         u128::from_be_bytes(p)
     };
-    let mut keyed: Vec<(u128, T)> = rows.drain(..).map(|r| (prefix(key(&r)), r)).collect();
-    keyed.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(&a.1).cmp(key(&b.1))).then_with(|| then(&a.1, &b.1)));
-    rows.extend(keyed.into_iter().map(|(_, r)| r));
+    // Sort (prefix, index) pairs and move each row once at the end: moving the rows
+    // themselves (48-80 bytes) inside the sort cost more than comparing them.
+    assert!(rows.len() <= u32::MAX as usize, "a group sorts fewer than 2^32 rows");
+    let mut order: Vec<(u128, u32)> = rows.iter().enumerate().map(|(i, r)| (prefix(key(r)), i as u32)).collect();
+    order.sort_unstable_by(|a, b| {
+        let (ra, rb) = (&rows[a.1 as usize], &rows[b.1 as usize]);
+        a.0.cmp(&b.0).then_with(|| key(ra).cmp(key(rb))).then_with(|| then(ra, rb))
+    });
+    let mut slots: Vec<Option<T>> = rows.drain(..).map(Some).collect();
+    rows.extend(order.iter().map(|&(_, i)| slots[i as usize].take().expect("each row once")));
 }
 
 /// The last seq of the group a `state_log` record belongs to (its key).

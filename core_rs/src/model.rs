@@ -410,8 +410,8 @@ fn is_zero(n: &i64) -> bool {
 /// A lot slice consumed by a debit: enough to put it back with its original expiry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Consumed {
-    /// point type
-    pub t: String,
+    /// point type (inline: slices are cloned into receipts and entries)
+    pub t: AcctKey,
     pub lot: Lot,
     /// amount taken from the lot
     pub n: i64,

@@ -45,12 +45,21 @@ pub struct Packer<'a> {
 }
 
 impl Packer<'_> {
-    #[inline]
+    // Most values are small integers and short strings (field names, ids): their paths are
+    // inlined, the wider forms are not.
+    #[inline(always)]
     fn uint(&mut self, v: u64) {
-        let o = &mut *self.out;
         if v < 128 {
-            o.push(v as u8);
-        } else if v < 256 {
+            self.out.push(v as u8);
+        } else {
+            self.uint_wide(v);
+        }
+    }
+
+    #[inline(never)]
+    fn uint_wide(&mut self, v: u64) {
+        let o = &mut *self.out;
+        if v < 256 {
             o.extend_from_slice(&[0xcc, v as u8]);
         } else if v < 65_536 {
             o.push(0xcd);
@@ -64,13 +73,21 @@ impl Packer<'_> {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn sint(&mut self, v: i64) {
+        if (-32..128).contains(&v) {
+            // a positive or negative fixint: the byte is the value
+            self.out.push(v as i8 as u8);
+        } else {
+            self.sint_wide(v);
+        }
+    }
+
+    #[inline(never)]
+    fn sint_wide(&mut self, v: i64) {
         let o = &mut *self.out;
         if v >= 0 {
-            self.uint(v as u64);
-        } else if v >= -32 {
-            o.push(v as i8 as u8);
+            self.uint_wide(v as u64);
         } else if v >= -128 {
             o.extend_from_slice(&[0xd0, v as i8 as u8]);
         } else if v >= -32_768 {
@@ -85,44 +102,55 @@ impl Packer<'_> {
         }
     }
 
-    /// A length header: `fix` (the fix-size marker's base, for lengths below `fix_max`), else
-    /// the 8-bit (when `m8` is given), 16-bit or 32-bit marker.
-    #[inline]
-    fn len(&mut self, n: usize, fix: Option<(u8, usize)>, m8: Option<u8>, m16: u8, m32: u8) -> Result<(), Error> {
+    /// A length header past the fix-size forms: the 8-bit (when `m8` is given), 16-bit or
+    /// 32-bit marker and the length.
+    #[inline(never)]
+    fn len(&mut self, n: usize, m8: Option<u8>, m16: u8, m32: u8) -> Result<(), Error> {
         let o = &mut *self.out;
-        match fix {
-            Some((base, max)) if n < max => o.push(base | n as u8),
-            _ => match m8 {
-                Some(m) if n < 256 => o.extend_from_slice(&[m, n as u8]),
-                _ if n < 65_536 => {
-                    o.push(m16);
-                    o.extend_from_slice(&(n as u16).to_be_bytes());
-                }
-                _ => {
-                    let n = u32::try_from(n).map_err(|_| Error(format!("length {n} does not fit msgpack")))?;
-                    o.push(m32);
-                    o.extend_from_slice(&n.to_be_bytes());
-                }
-            },
+        match m8 {
+            Some(m) if n < 256 => o.extend_from_slice(&[m, n as u8]),
+            _ if n < 65_536 => {
+                o.push(m16);
+                o.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            _ => {
+                let n = u32::try_from(n).map_err(|_| Error(format!("length {n} does not fit msgpack")))?;
+                o.push(m32);
+                o.extend_from_slice(&n.to_be_bytes());
+            }
         }
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn str(&mut self, s: &str) -> Result<(), Error> {
-        self.len(s.len(), Some((0xa0, 32)), Some(0xd9), 0xda, 0xdb)?;
+        let n = s.len();
+        if n < 32 {
+            self.out.reserve(1 + n);
+            self.out.push(0xa0 | n as u8);
+        } else {
+            self.len(n, Some(0xd9), 0xda, 0xdb)?;
+        }
         self.out.extend_from_slice(s.as_bytes());
         Ok(())
     }
 
-    #[inline]
+    #[inline(always)]
     fn array_len(&mut self, n: usize) -> Result<(), Error> {
-        self.len(n, Some((0x90, 16)), None, 0xdc, 0xdd)
+        if n < 16 {
+            self.out.push(0x90 | n as u8);
+            return Ok(());
+        }
+        self.len(n, None, 0xdc, 0xdd)
     }
 
-    #[inline]
+    #[inline(always)]
     fn map_len(&mut self, n: usize) -> Result<(), Error> {
-        self.len(n, Some((0x80, 16)), None, 0xde, 0xdf)
+        if n < 16 {
+            self.out.push(0x80 | n as u8);
+            return Ok(());
+        }
+        self.len(n, None, 0xde, 0xdf)
     }
 }
 
@@ -232,7 +260,7 @@ impl<'s, 'a> ser::Serializer for &'s mut Packer<'a> {
         self.str(v)
     }
     fn serialize_bytes(self, v: &[u8]) -> Result<(), Error> {
-        self.len(v.len(), None, Some(0xc4), 0xc5, 0xc6)?;
+        self.len(v.len(), Some(0xc4), 0xc5, 0xc6)?;
         self.out.extend_from_slice(v);
         Ok(())
     }

@@ -15,7 +15,11 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use crate::command::Entry;
 use crate::error::{LedgerError, Result};
 use crate::limits::{SEAL_CHUNK_ENTRIES, SEAL_CHUNKS_IN_FLIGHT_MAX};
-use crate::store::encode;
+use crate::store::{encode, encode_into};
+
+/// Room for a sealed entry: most are 400-700 bytes with their hash, so one allocation holds it
+/// (the store's default encode buffer is 512 bytes, and growing it copies the entry).
+const ENTRY_BUFFER_BYTES: usize = 1024;
 
 struct Job {
     /// the previous entry's hash, when the writer knows it (nothing outstanding)
@@ -168,7 +172,8 @@ impl Drop for Sealer {
 fn seal(e: &mut Entry, head: &mut Vec<u8>) -> Vec<u8> {
     debug_assert!(e.h.is_empty());
     e.ph = std::mem::take(head);
-    let mut bytes = encode(&*e);
+    let mut bytes = Vec::with_capacity(ENTRY_BUFFER_BYTES);
+    encode_into(&mut bytes, &*e);
     e.h = blake3::hash(&bytes).as_bytes().to_vec();
     // the map header: a fixmap up to 15 fields, else map16
     let (fields, header_len) = match bytes[0] {

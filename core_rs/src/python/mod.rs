@@ -77,8 +77,9 @@ impl From<CoreReceipt> for Receipt {
             kind: r.kind,
             amount: r.amount,
             credited: r.credited,
-            lots_used: r.lots_used,
-            lots_made: r.lots_made,
+            // point type names become Python strings here, on the caller's thread
+            lots_used: r.lots_used.into_iter().map(|(t, i, n)| (t.into_string(), i, n)).collect(),
+            lots_made: r.lots_made.into_iter().map(|(t, i, n)| (t.into_string(), i, n)).collect(),
             entries: r.entries,
             cursor: r.cursor,
             replayed: r.replayed,

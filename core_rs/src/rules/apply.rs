@@ -317,7 +317,7 @@ impl Ledger {
                 _ => system_account(&p.id, SystemAccount::Issuance, &a.point_type),
             };
             self.post(txn, w, &a.point_type, &from, &key, a.points)?;
-            made.push(Consumed { t: a.point_type.to_string(), lot, n: a.points });
+            made.push(Consumed { t: AcctKey::from(&*a.point_type), lot, n: a.points });
             total += a.points;
         }
         let cuts: Vec<(String, String, i64)> = ev.awards.iter().flat_map(|a| a.cuts.iter().map(|c| (a.rule.to_string(), c.by.clone(), c.n))).collect();
