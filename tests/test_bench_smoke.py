@@ -101,3 +101,29 @@ def test_grpc_ceiling_measures_a_trivial_echo_server() -> None:
 
     r = grpc_ceiling.run("aio", clients=4, procs=1, seconds=0.5)
     assert r["calls_per_s"] > 0 and 0 < r["p50_ms"] <= r["p99_ms"]
+
+
+def test_thread_cpu_names_the_writer_and_finds_the_busy_thread(ledger: Any) -> None:
+    # bench/thread_cpu.py: which thread of a process limits throughput (bench/README "Session 13")
+    import os
+    import threading
+    import time
+
+    from bench import thread_cpu
+
+    names = {name for _, name in thread_cpu.sample(os.getpid())}
+    assert "pypoints-writer" in names and "pypoints-sealer" in names
+
+    stop = time.monotonic() + 1.0
+    busy: list[int] = []
+
+    def spin() -> None:
+        busy.append(threading.get_native_id())
+        while time.monotonic() < stop:
+            pass
+
+    t = threading.Thread(target=spin)
+    t.start()
+    rows = thread_cpu.shares(os.getpid(), 0.5)
+    t.join()
+    assert rows and rows[0][1] == busy[0] and rows[0][2] > 0
