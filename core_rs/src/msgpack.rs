@@ -156,7 +156,18 @@ pub struct Compound<'s, 'a> {
     map: bool,
 }
 
-impl Compound<'_, '_> {
+impl<'s, 'a> Compound<'s, 'a> {
+    /// Write the header now when `len` is known, else buffer the elements until `finish`.
+    #[inline]
+    fn start(p: &'s mut Packer<'a>, len: Option<usize>, map: bool) -> Result<Self, Error> {
+        let buffered = match len {
+            Some(n) if map => p.map_len(n).map(|_| None)?,
+            Some(n) => p.array_len(n).map(|_| None)?,
+            None => Some((0, Vec::with_capacity(128))),
+        };
+        Ok(Compound { p, buffered, map })
+    }
+
     #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, v: &T) -> Result<(), Error> {
         match &mut self.buffered {
@@ -289,14 +300,7 @@ impl<'s, 'a> ser::Serializer for &'s mut Packer<'a> {
     }
     #[inline]
     fn serialize_seq(self, len: Option<usize>) -> Result<Compound<'s, 'a>, Error> {
-        let buffered = match len {
-            Some(n) => {
-                self.array_len(n)?;
-                None
-            }
-            None => Some((0, Vec::with_capacity(128))),
-        };
-        Ok(Compound { p: self, buffered, map: false })
+        Compound::start(self, len, false)
     }
     #[inline]
     fn serialize_tuple(self, len: usize) -> Result<Self, Error> {
@@ -314,14 +318,7 @@ impl<'s, 'a> ser::Serializer for &'s mut Packer<'a> {
         Ok(self)
     }
     fn serialize_map(self, len: Option<usize>) -> Result<Compound<'s, 'a>, Error> {
-        let buffered = match len {
-            Some(n) => {
-                self.map_len(n)?;
-                None
-            }
-            None => Some((0, Vec::with_capacity(128))),
-        };
-        Ok(Compound { p: self, buffered, map: true })
+        Compound::start(self, len, true)
     }
     #[inline]
     fn serialize_struct(self, _name: &'static str, len: usize) -> Result<Self, Error> {
