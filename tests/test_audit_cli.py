@@ -60,6 +60,27 @@ def rewrite(path: Path, db_name: str, key: bytes, change: Callable[[dict[str, An
     return record
 
 
+def rewrite_journal_entry(path: Path, seq: int, change: Callable[[dict[str, Any]], None]) -> None:
+    """Change one journal entry inside its chunk (`core_rs/src/journal.rs`: a chunk is
+    `{"v", "s": first seq, "e": [entry bytes…]}` under the first seq's key) and write it back."""
+    env = lmdb.open(str(path), max_dbs=16, lock=False, subdir=True)
+    try:
+        with env.begin(write=True, db=env.open_db(b"journal", create=False)) as txn:
+            for key, raw in txn.cursor():
+                chunk = msgpack.unpackb(raw, raw=False)
+                if chunk["s"] <= seq < chunk["s"] + len(chunk["e"]):
+                    i = seq - chunk["s"]
+                    entry = msgpack.unpackb(chunk["e"][i], raw=False)
+                    assert entry["seq"] == seq
+                    change(entry)
+                    chunk["e"][i] = msgpack.packb(entry, use_bin_type=True)
+                    txn.put(key, msgpack.packb(chunk, use_bin_type=True))
+                    return
+            raise AssertionError(f"journal: no chunk holds entry {seq}")
+    finally:
+        env.close()
+
+
 def seq_of(path: Path, command_id: str) -> int:
     env = lmdb.open(str(path), max_dbs=16, readonly=True, lock=False, subdir=True)
     try:
@@ -87,7 +108,7 @@ def test_clean_store_exits_0_and_counts_entries(store: tuple[Path, int]) -> None
 def test_altered_journal_amount_exits_1_and_names_the_entry(store: tuple[Path, int]) -> None:
     data, entries = store
     seq = seq_of(data, "r1")
-    rewrite(data, "journal", seq.to_bytes(8, "big"), lambda e: e.update(amount=e["amount"] - 100))
+    rewrite_journal_entry(data, seq, lambda e: e.update(amount=e["amount"] - 100))
     code, out = audit_cli(data)
     assert code == 1, out
     assert "FAILED" in out

@@ -60,22 +60,30 @@ with env.begin() as txn:
     out["member"] = member
     out["account"] = get("accounts", b"alice/internal")
     out["issuance"] = get("accounts", b"#bank/issuance/internal")
-    e1 = get("journal", (1).to_bytes(8, "big"))
+    # The journal is stored in chunks of consecutive entries (`core_rs/src/journal.rs`): a map
+    # {"v", "s": first seq, "e": [entry, …]} under the first seq's key, each entry the msgpack
+    # bytes it was hashed as.
+    first_chunk = get("journal", (1).to_bytes(8, "big"))
+    e1 = msgpack.unpackb(first_chunk["e"][0], raw=False)
     out["entry1"] = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in e1.items()}
     out["entry1"]["ph_len"], out["entry1"]["h_len"] = len(e1["ph"]), len(e1["h"])
     idem = get("idempotency", b"redeem.1")
     out["idem"] = {"v": idem["v"], "seq": idem["seq"], "n": idem["n"], "h_len": len(idem["h"])}
     out["hold"] = get("holds", b"hold.1")
 
-    # Walk the whole journal: big-endian seq keys, contiguous, and each entry's `ph` is the
-    # previous entry's `h` (the hash chain, RK-8).
-    seqs, prev, chain_ok = [], bytes(32), True
+    # Walk the whole journal: chunks under big-endian keys (their first seq), entries contiguous,
+    # and each entry's `ph` is the previous entry's `h` (the hash chain, RK-8).
+    seqs, chunks, prev, chain_ok = [], [], bytes(32), True
     for k, v in txn.cursor(db=db("journal")):
-        e = msgpack.unpackb(v, raw=False)
-        seqs.append((int.from_bytes(k, "big"), e["seq"], len(k)))
-        chain_ok = chain_ok and e["ph"] == prev and len(e["h"]) == 32
-        prev = e["h"]
-    out["journal_keys"] = seqs
+        chunk = msgpack.unpackb(v, raw=False)
+        chunks.append((int.from_bytes(k, "big"), chunk["v"], chunk["s"], len(chunk["e"]), len(k)))
+        for raw in chunk["e"]:
+            e = msgpack.unpackb(raw, raw=False)
+            seqs.append(e["seq"])
+            chain_ok = chain_ok and e["ph"] == prev and len(e["h"]) == 32
+            prev = e["h"]
+    out["journal_seqs"] = seqs
+    out["journal_chunks"] = chunks
     out["chain_ok"] = chain_ok
     out["account_keys"] = [k.decode() for k, _ in txn.cursor(db=db("accounts"))]
 print(json.dumps(out))
@@ -86,6 +94,8 @@ def test_another_process_reads_records_with_lmdb_and_msgpack(tmp_path: Path) -> 
     data = tmp_path / "data"
     with pp.Ledger(data, clock=FakeClock()) as ledger:
         populate(ledger)
+        # one group of 70 entries: more than one chunk holds (JOURNAL_CHUNK_ENTRIES_MAX = 64)
+        ledger.submit([pp.Credit(f"batch.{i}", "bob", "merchant", 1) for i in range(70)])
         expected_entries = ledger.journal(1, page_size=1_000)
         balances = {b.point_type: b for b in ledger.balances("alice")}
 
@@ -131,9 +141,12 @@ def test_another_process_reads_records_with_lmdb_and_msgpack(tmp_path: Path) -> 
     hold = out["hold"]
     assert (hold["state"], hold["amount"], hold["captured"], hold["expires_at"]) == ("open", 200, 0, T0 + 600_000)
 
-    keys = out["journal_keys"]
-    assert [k[0] for k in keys] == [k[1] for k in keys] == list(range(1, len(expected_entries) + 1))
-    assert {k[2] for k in keys} == {8}
+    assert out["journal_seqs"] == list(range(1, len(expected_entries) + 1))
+    chunks = out["journal_chunks"]
+    assert all(key == first and v == 1 and len_key == 8 for key, v, first, _, len_key in chunks)
+    # each chunk starts where the one before ended; the batch filled one to the most it holds
+    assert [c[0] for c in chunks] == [1] + [c[2] + c[3] for c in chunks[:-1]]
+    assert max(c[3] for c in chunks) == 64
     assert out["chain_ok"] is True
     assert sorted(out["account_keys"]) == out["account_keys"]  # LMDB order: byte order
     assert {"alice/merchant", "alice/internal", "bob/internal"} <= set(out["account_keys"])

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::command::Entry;
 use crate::error::Result;
+use crate::journal;
 use crate::model::*;
 use crate::store::*;
 
@@ -22,17 +23,24 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
     let mut folded: Option<HashMap<AcctKey, Account>> = Some(HashMap::new());
     let mut prev = vec![0u8; 32];
     let mut expect_seq = 1u64;
-    for item in store.journal.iter(&txn)? {
-        let (k, v) = item?;
+    for item in journal::entries_from(store, &txn, 1)? {
+        let (seq, v) = match item {
+            Ok(x) => x,
+            Err(err) => {
+                r.problems.push(format!("journal: {err}"));
+                continue;
+            }
+        };
         let mut e: Entry = match decode(v) {
             Ok(e) => e,
             Err(err) => {
-                r.problems.push(format!("journal {k:?}: {err}"));
+                r.problems.push(format!("journal entry {seq}: {err}"));
                 continue;
             }
         };
         r.entries += 1;
-        if e.seq != expect_seq || k != seq_key(e.seq) {
+        // (`seq` is the entry's place in its chunk)
+        if e.seq != expect_seq || e.seq != seq {
             r.problems.push(format!("journal entry {} out of sequence (expected {expect_seq})", e.seq));
         }
         expect_seq = e.seq + 1;
@@ -76,7 +84,7 @@ pub fn audit(store: &Store) -> Result<AuditReport> {
         let rec: IdemRecord = decode(v)?;
         recorded += rec.n as u64;
         for s in rec.seq..rec.seq + rec.n as u64 {
-            match get::<Entry>(&store.journal, &txn, &seq_key(s))? {
+            match journal::entry(store, &txn, s)? {
                 Some(e) if e.id == id => {}
                 Some(e) => r.problems.push(format!("command {id:?} points at entry {s}, which belongs to {:?}", e.id)),
                 None => r.problems.push(format!("command {id:?} points at entry {s}, which is missing from the journal")),

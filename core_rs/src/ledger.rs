@@ -237,9 +237,8 @@ impl Ledger {
             let p: Programme = decode(v)?;
             self.programmes.insert(p.id.clone(), p);
         }
-        match self.store.journal.last(&txn)? {
-            Some((_, v)) => {
-                let e: Entry = decode(v)?;
+        match crate::journal::last(&self.store, &txn)? {
+            Some(e) => {
                 self.next_seq = e.seq + 1;
                 self.sealer.get_mut().reset(e.h)?;
             }
@@ -616,18 +615,18 @@ impl Ledger {
                 return decode(bytes);
             }
         }
-        get::<Entry>(&self.store.journal, txn, &seq_key(seq))?.ok_or_else(|| LedgerError::Storage(format!("journal entry {seq} missing")))
+        crate::journal::entry_known(&self.store, txn, seq)
     }
 
-    /// Put the entries the sealer has finished into the journal; with `all`, wait for every
-    /// queued one (before the group commits).
+    /// Put the journal chunks the sealer has finished into the journal; with `all`, wait for
+    /// every queued entry (before the group commits).
     fn put_sealed(&mut self, txn: &mut RwTxn<'_>, all: bool) -> Result<()> {
         let sealer = self.sealer.get_mut();
         let sealed = if all { sealer.finish()? } else { sealer.take_ready() };
-        for (seq, bytes) in sealed {
-            debug_assert_eq!(seq, self.put_next);
-            self.store.journal.put_with_flags(txn, PutFlags::APPEND, &seq_key(seq), &bytes)?;
-            self.put_next = seq + 1;
+        for c in sealed {
+            debug_assert_eq!(c.first, self.put_next);
+            self.store.journal.put_with_flags(txn, PutFlags::APPEND, &seq_key(c.first), &c.bytes)?;
+            self.put_next = c.first + c.n as u64;
         }
         debug_assert!(!all || self.put_next == self.next_seq, "every entry of the group is in the journal");
         Ok(())

@@ -5,6 +5,7 @@ pub mod command;
 pub mod engine;
 pub mod error;
 pub mod idem_filter;
+pub mod journal;
 pub mod ledger;
 pub mod limits;
 pub mod model;

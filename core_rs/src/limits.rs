@@ -85,6 +85,9 @@ pub const STATE_LOG_IDEM_RECORD_BYTES_TYPICAL: usize = 48;
 /// handed over and not received back (then it waits: backpressure, bounded memory).
 pub const SEAL_CHUNK_ENTRIES: usize = 256;
 pub const SEAL_CHUNKS_IN_FLIGHT_MAX: usize = 64;
+/// Journal entries stored in one LMDB value (`journal.rs`): one B-tree put per chunk instead of
+/// one per entry. A point read skips at most this many entry headers.
+pub const JOURNAL_CHUNK_ENTRIES_MAX: usize = 64;
 /// The writer's in-memory filter of recorded command ids (`idem_filter.rs`): bits per id
 /// (~0.2% false positives, each of which costs a search of the state log) and the smallest
 /// filter (2 MiB). It is sized for twice the ids in the store at open (10 M ids: 40 MiB) and

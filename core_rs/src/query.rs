@@ -2,6 +2,7 @@
 //! the writer.
 use crate::command::Entry;
 use crate::error::{invalid, LedgerError, Result};
+use crate::journal;
 use crate::limits::*;
 use crate::model::*;
 use crate::store::*;
@@ -153,7 +154,7 @@ pub fn history(store: &Store, member_id: &str, point_type: Option<&str>, size: u
             break;
         }
         // A page token is only a list of seqs: check each names an entry of that account's chain.
-        let e: Entry = get(&store.journal, &txn, &seq_key(seq))?.ok_or_else(|| LedgerError::InvalidArgument("bad page token".into()))?;
+        let e: Entry = journal::entry(store, &txn, seq)?.ok_or_else(|| LedgerError::InvalidArgument("bad page token".into()))?;
         for (k, h) in keys.iter().zip(heads.iter_mut()) {
             if *h == seq {
                 *h = e.links.iter().find(|l| l.acct == k).map(|l| l.prev).ok_or_else(|| LedgerError::InvalidArgument("bad page token".into()))?;
@@ -170,7 +171,7 @@ pub fn entries_of(store: &Store, id: &str) -> Result<Vec<Entry>> {
     let txn = store.read_txn()?;
     let rec = get_logged::<IdemRecord>(store, &txn, LogTag::Idem, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownEntry(id.to_string()))?;
     (rec.seq..rec.seq + rec.n as u64)
-        .map(|s| get::<Entry>(&store.journal, &txn, &seq_key(s))?.ok_or_else(|| LedgerError::Storage(format!("journal entry {s} missing"))))
+        .map(|s| journal::entry_known(store, &txn, s))
         .collect()
 }
 
@@ -179,7 +180,7 @@ pub fn journal(store: &Store, from_seq: u64, size: usize) -> Result<Vec<Entry>> 
     let size = page_size(size)?;
     let txn = store.read_txn()?;
     let mut out = vec![];
-    for item in store.journal.range(&txn, &(std::ops::Bound::Included(&seq_key(from_seq)[..]), std::ops::Bound::Unbounded))? {
+    for item in journal::entries_from(store, &txn, from_seq)? {
         let (_, v) = item?;
         out.push(decode(v)?);
         if out.len() == size {

@@ -1,7 +1,8 @@
 //! Seals journal entries (serialize, then chain-hash) on a thread of its own, so the writer's
 //! core applies the next commands meanwhile: the submitting thread's core idles while the writer
-//! works. Entries go over in chunks; their bytes come back in seq order and the writer puts
-//! them into the journal before the group commits.
+//! works. Entries go over in batches and come back as journal chunks (`journal.rs`) in seq
+//! order; the writer puts each chunk into the journal, one put per chunk, before the group
+//! commits.
 //!
 //! The chain head is the writer's to give: a chunk sent while nothing is outstanding carries it,
 //! so after an abort (`reset`) the thread continues from the committed head. A small group that
@@ -14,7 +15,8 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 use crate::command::Entry;
 use crate::error::{LedgerError, Result};
-use crate::limits::{SEAL_CHUNK_ENTRIES, SEAL_CHUNKS_IN_FLIGHT_MAX};
+use crate::journal::{ChunkWriter, SealedChunk};
+use crate::limits::{JOURNAL_CHUNK_ENTRIES_MAX, SEAL_CHUNK_ENTRIES, SEAL_CHUNKS_IN_FLIGHT_MAX};
 use crate::store::{encode, encode_into};
 
 /// Room for a sealed entry: most are 400-700 bytes with their hash, so one allocation holds it
@@ -28,8 +30,8 @@ struct Job {
 }
 
 struct Sealed {
-    /// (seq, serialized entry), in seq order
-    entries: Vec<(u64, Vec<u8>)>,
+    /// the batch's entries, serialized, in journal chunks in seq order
+    chunks: Vec<SealedChunk>,
     /// the hash of the chunk's last entry
     head: Vec<u8>,
 }
@@ -44,8 +46,10 @@ pub struct Sealer {
     outstanding: usize,
     /// entries not yet sent
     batch: Vec<Entry>,
-    /// sealed entries received back, not yet taken for the journal
-    ready: VecDeque<(u64, Vec<u8>)>,
+    /// chunks received back (or sealed here), not yet taken for the journal
+    ready: VecDeque<SealedChunk>,
+    /// an entry's bytes while it is hashed, before they are copied into their chunk
+    scratch: Vec<u8>,
 }
 
 impl Sealer {
@@ -57,19 +61,28 @@ impl Sealer {
         let thread = std::thread::Builder::new()
             .name("pypoints-sealer".into())
             .spawn(move || {
-                let mut last = Vec::new();
-                for job in rx {
+                let (mut last, mut scratch) = (Vec::new(), Vec::with_capacity(ENTRY_BUFFER_BYTES));
+                for mut job in rx {
                     if let Some(h) = job.head {
                         last = h;
                     }
-                    let entries = job.entries.into_iter().map(|mut e| (e.seq, seal(&mut e, &mut last))).collect();
-                    if tx.send(Sealed { entries, head: last.clone() }).is_err() {
+                    let chunks = seal_batch(&mut job.entries, &mut last, &mut scratch);
+                    if tx.send(Sealed { chunks, head: last.clone() }).is_err() {
                         break;
                     }
                 }
             })
             .map_err(|e| LedgerError::Storage(format!("cannot start the journal sealer: {e}")))?;
-        Ok(Sealer { jobs: Some(jobs), done, thread: Some(thread), head, outstanding: 0, batch: Vec::new(), ready: VecDeque::new() })
+        Ok(Sealer {
+            jobs: Some(jobs),
+            done,
+            thread: Some(thread),
+            head,
+            outstanding: 0,
+            batch: Vec::new(),
+            ready: VecDeque::new(),
+            scratch: Vec::with_capacity(ENTRY_BUFFER_BYTES),
+        })
     }
 
     /// Queue an entry (its `ph` and `h` are set when it is sealed).
@@ -101,11 +114,11 @@ impl Sealer {
     fn receive(&mut self, s: Sealed) {
         self.outstanding -= 1;
         self.head = s.head;
-        self.ready.extend(s.entries);
+        self.ready.extend(s.chunks);
     }
 
-    /// Sealed entries that are back already, without waiting.
-    pub fn take_ready(&mut self) -> std::collections::vec_deque::Drain<'_, (u64, Vec<u8>)> {
+    /// Chunks that are back already, without waiting.
+    pub fn take_ready(&mut self) -> std::collections::vec_deque::Drain<'_, SealedChunk> {
         while let Ok(s) = self.done.try_recv() {
             self.receive(s);
         }
@@ -116,10 +129,8 @@ impl Sealer {
     /// nothing is outstanding.
     fn seal_all(&mut self) -> Result<()> {
         if self.outstanding == 0 {
-            for mut e in std::mem::take(&mut self.batch) {
-                let bytes = seal(&mut e, &mut self.head);
-                self.ready.push_back((e.seq, bytes));
-            }
+            let mut batch = std::mem::take(&mut self.batch);
+            self.ready.extend(seal_batch(&mut batch, &mut self.head, &mut self.scratch));
         } else {
             self.send()?;
         }
@@ -130,8 +141,8 @@ impl Sealer {
         Ok(())
     }
 
-    /// Every queued entry, sealed, in seq order.
-    pub fn finish(&mut self) -> Result<std::collections::vec_deque::Drain<'_, (u64, Vec<u8>)>> {
+    /// Every queued entry, sealed, in chunks in seq order.
+    pub fn finish(&mut self) -> Result<std::collections::vec_deque::Drain<'_, SealedChunk>> {
         self.seal_all()?;
         Ok(self.ready.drain(..))
     }
@@ -140,10 +151,13 @@ impl Sealer {
     /// entries the group wrote itself (a replayed id, a reversal) are rare: they wait for
     /// everything queued.
     pub fn find(&mut self, seq: u64) -> Result<Option<&[u8]>> {
-        if !self.ready.iter().any(|(s, _)| *s == seq) {
+        if !self.ready.iter().any(|c| c.contains(seq)) {
             self.seal_all()?;
         }
-        Ok(self.ready.iter().find(|(s, _)| *s == seq).map(|(_, b)| b.as_slice()))
+        match self.ready.iter().find(|c| c.contains(seq)) {
+            None => Ok(None),
+            Some(c) => Ok(crate::journal::Chunk::parse(c.first, &c.bytes)?.get(seq)),
+        }
     }
 
     /// Forget everything queued (the group aborted) and continue the chain from `head`.
@@ -165,16 +179,31 @@ impl Drop for Sealer {
     }
 }
 
-/// Hash an entry and serialize it once: the entry is encoded without `h` (a map of 14-16 fields:
-/// an earn note and account effects are optional), hashed, and `h` is appended as the last
-/// field, which is exactly what encoding it with `h` would give. `head` is the previous entry's
-/// hash, and becomes this one's.
-fn seal(e: &mut Entry, head: &mut Vec<u8>) -> Vec<u8> {
+/// Seal a batch of consecutive entries into journal chunks of at most JOURNAL_CHUNK_ENTRIES_MAX.
+fn seal_batch(entries: &mut [Entry], head: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Vec<SealedChunk> {
+    entries
+        .chunks_mut(JOURNAL_CHUNK_ENTRIES_MAX)
+        .map(|part| {
+            let mut chunk = ChunkWriter::start(part[0].seq, part.len(), part.len() * ENTRY_BUFFER_BYTES * 3 / 4);
+            for e in part {
+                seal(e, head, scratch);
+                chunk.push(scratch);
+            }
+            chunk.finish()
+        })
+        .collect()
+}
+
+/// Hash an entry and serialize it once into `bytes`: the entry is encoded without `h` (a map of
+/// 14-16 fields: an earn note and account effects are optional), hashed, and `h` is appended as
+/// the last field, which is exactly what encoding it with `h` would give. `head` is the previous
+/// entry's hash, and becomes this one's.
+fn seal(e: &mut Entry, head: &mut Vec<u8>, bytes: &mut Vec<u8>) {
     debug_assert!(e.h.is_empty());
     e.ph = std::mem::take(head);
-    let mut bytes = Vec::with_capacity(ENTRY_BUFFER_BYTES);
-    encode_into(&mut bytes, &*e);
-    e.h = blake3::hash(&bytes).as_bytes().to_vec();
+    bytes.clear();
+    encode_into(bytes, &*e);
+    e.h = blake3::hash(bytes).as_bytes().to_vec();
     // the map header: a fixmap up to 15 fields, else map16
     let (fields, header_len) = match bytes[0] {
         b if b & 0xf0 == 0x80 => ((b & 0x0f) as usize, 1),
@@ -190,7 +219,6 @@ fn seal(e: &mut Entry, head: &mut Vec<u8>) -> Vec<u8> {
     }
     bytes.extend_from_slice(&[0xa1, b'h', 0xc4, 32]);
     bytes.extend_from_slice(&e.h);
-    debug_assert_eq!(bytes, encode(&*e));
+    debug_assert_eq!(*bytes, encode(&*e));
     *head = std::mem::take(&mut e.h);
-    bytes
 }

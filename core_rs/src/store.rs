@@ -564,7 +564,7 @@ pub fn account_value(store: &Store, txn: &RoTxn<'_>, key: &[u8], logged: Option<
     let mut chain = vec![];
     let mut seq = head;
     while seq > a.ls {
-        let e: Entry = get(&store.journal, txn, &seq_key(seq))?.ok_or_else(|| corrupt(format!("journal entry {seq} missing")))?;
+        let e: Entry = crate::journal::entry(store, txn, seq)?.ok_or_else(|| corrupt(format!("journal entry {seq} missing")))?;
         seq = e.links.iter().find(|l| l.acct.as_bytes() == key).map(|l| l.prev).ok_or_else(|| corrupt(format!("entry {seq} is not in its history")))?;
         chain.push(e);
     }

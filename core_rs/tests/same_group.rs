@@ -117,7 +117,7 @@ fn an_aborted_group_leaves_no_sealed_entry_behind() {
         for i in 0..2 * SEAL_CHUNK_ENTRIES + 3 {
             ledger.apply(&mut txn, &envelope(&format!("lost.{i}"), t0(), credit("bob", "merchant", 10))).unwrap();
         }
-        before = store.read_txn().map(|r| store.journal.len(&r).unwrap()).unwrap();
+        before = store.read_txn().map(|r| pypoints_core::journal::len(&store, &r).unwrap()).unwrap();
         txn.abort();
         ledger.reload().unwrap();
         let mut txn = store.write_txn().unwrap();

@@ -448,7 +448,7 @@ fn a_group_logs_each_member_account_as_its_history_head_and_readers_rebuild_the_
             let head = u64::from_be_bytes(value.try_into().unwrap_or_else(|_| panic!("{m}: an 8-byte head")));
             let a = get_account(&store, &txn, member_account(m, "internal").as_bytes()).unwrap().unwrap();
             assert_eq!((a.b, a.lots.len(), a.ls), (100 + i as i64, 1, head), "{m}");
-            let e: Entry = get(&store.journal, &txn, &seq_key(head)).unwrap().unwrap();
+            let e: Entry = pypoints_core::journal::entry(&store, &txn, head).unwrap().unwrap();
             assert_eq!(e.id, format!("credit.{m}"));
             let id = [&[LogTag::Idem as u8][..], format!("credit.{m}").as_bytes()].concat();
             let rec: IdemRecord = decode(StateLogBlob::find(blob, &id).unwrap().unwrap_or_else(|| panic!("credit.{m} logged"))).unwrap();

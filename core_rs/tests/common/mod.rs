@@ -300,7 +300,7 @@ impl Fx {
 
     pub fn journal_len(&self) -> u64 {
         let txn = self.store().read_txn().unwrap();
-        self.store().journal.len(&txn).unwrap()
+        pypoints_core::journal::len(self.store(), &txn).unwrap()
     }
 
     pub fn snapshot(&self) -> Snapshot {
