@@ -60,21 +60,41 @@ def rewrite(path: Path, db_name: str, key: bytes, change: Callable[[dict[str, An
     return record
 
 
+def pack_chunk(version: int, first: int, entries: list[bytes]) -> bytes:
+    """A journal chunk (`core_rs/src/journal.rs`): `{"v", "s": first seq, "o": offsets, "e":
+    [entry bytes…]}`, where `o` holds each entry's offset in the value (u32 big-endian)."""
+    packer = msgpack.Packer(use_bin_type=True)
+
+    def build(offsets: list[int]) -> bytes:
+        table = b"".join(o.to_bytes(4, "big") for o in offsets)
+        return (packer.pack_map_header(4) + packer.pack("v") + packer.pack(version) + packer.pack("s")
+                + packer.pack(first) + packer.pack("o") + packer.pack(table) + packer.pack("e")
+                + packer.pack_array_header(len(entries)))
+
+    at, offsets = len(build([0] * len(entries))), []
+    for e in entries:
+        offsets.append(at)
+        at += len(packer.pack(e))
+    return build(offsets) + b"".join(packer.pack(e) for e in entries)
+
+
 def rewrite_journal_entry(path: Path, seq: int, change: Callable[[dict[str, Any]], None]) -> None:
-    """Change one journal entry inside its chunk (`core_rs/src/journal.rs`: a chunk is
-    `{"v", "s": first seq, "e": [entry bytes…]}` under the first seq's key) and write it back."""
+    """Change one journal entry inside its chunk (stored under its first seq's key) and write
+    the chunk back, offsets and all: only the entry's own hash then disagrees."""
     env = lmdb.open(str(path), max_dbs=16, lock=False, subdir=True)
     try:
         with env.begin(write=True, db=env.open_db(b"journal", create=False)) as txn:
             for key, raw in txn.cursor():
                 chunk = msgpack.unpackb(raw, raw=False)
                 if chunk["s"] <= seq < chunk["s"] + len(chunk["e"]):
+                    # the helper writes the format byte for byte
+                    assert pack_chunk(chunk["v"], chunk["s"], chunk["e"]) == raw
                     i = seq - chunk["s"]
                     entry = msgpack.unpackb(chunk["e"][i], raw=False)
                     assert entry["seq"] == seq
                     change(entry)
                     chunk["e"][i] = msgpack.packb(entry, use_bin_type=True)
-                    txn.put(key, msgpack.packb(chunk, use_bin_type=True))
+                    txn.put(key, pack_chunk(chunk["v"], chunk["s"], chunk["e"]))
                     return
             raise AssertionError(f"journal: no chunk holds entry {seq}")
     finally:

@@ -61,8 +61,8 @@ with env.begin() as txn:
     out["account"] = get("accounts", b"alice/internal")
     out["issuance"] = get("accounts", b"#bank/issuance/internal")
     # The journal is stored in chunks of consecutive entries (`core_rs/src/journal.rs`): a map
-    # {"v", "s": first seq, "e": [entry, …]} under the first seq's key, each entry the msgpack
-    # bytes it was hashed as.
+    # {"v", "s": first seq, "o": offsets, "e": [entry, …]} under the first seq's key, each entry
+    # the msgpack bytes it was hashed as, `o` where each one's bin starts (u32 big-endian).
     first_chunk = get("journal", (1).to_bytes(8, "big"))
     e1 = msgpack.unpackb(first_chunk["e"][0], raw=False)
     out["entry1"] = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in e1.items()}
@@ -73,9 +73,13 @@ with env.begin() as txn:
 
     # Walk the whole journal: chunks under big-endian keys (their first seq), entries contiguous,
     # and each entry's `ph` is the previous entry's `h` (the hash chain, RK-8).
-    seqs, chunks, prev, chain_ok = [], [], bytes(32), True
+    seqs, chunks, prev, chain_ok, offsets_ok = [], [], bytes(32), True, True
     for k, v in txn.cursor(db=db("journal")):
         chunk = msgpack.unpackb(v, raw=False)
+        o = chunk["o"]
+        offsets_ok = offsets_ok and len(o) == 4 * len(chunk["e"]) and all(
+            v[int.from_bytes(o[4 * i:4 * i + 4], "big"):].startswith(msgpack.packb(raw, use_bin_type=True))
+            for i, raw in enumerate(chunk["e"]))
         chunks.append((int.from_bytes(k, "big"), chunk["v"], chunk["s"], len(chunk["e"]), len(k)))
         for raw in chunk["e"]:
             e = msgpack.unpackb(raw, raw=False)
@@ -83,6 +87,7 @@ with env.begin() as txn:
             chain_ok = chain_ok and e["ph"] == prev and len(e["h"]) == 32
             prev = e["h"]
     out["journal_seqs"] = seqs
+    out["offsets_ok"] = offsets_ok
     out["journal_chunks"] = chunks
     out["chain_ok"] = chain_ok
     out["account_keys"] = [k.decode() for k, _ in txn.cursor(db=db("accounts"))]
@@ -142,6 +147,7 @@ def test_another_process_reads_records_with_lmdb_and_msgpack(tmp_path: Path) -> 
     assert (hold["state"], hold["amount"], hold["captured"], hold["expires_at"]) == ("open", 200, 0, T0 + 600_000)
 
     assert out["journal_seqs"] == list(range(1, len(expected_entries) + 1))
+    assert out["offsets_ok"] is True
     chunks = out["journal_chunks"]
     assert all(key == first and v == 1 and len_key == 8 for key, v, first, _, len_key in chunks)
     # each chunk starts where the one before ended; the batch filled one to the most it holds

@@ -32,7 +32,7 @@ struct Job {
 struct Sealed {
     /// the batch's entries, serialized, in journal chunks in seq order
     chunks: Vec<SealedChunk>,
-    /// the hash of the chunk's last entry
+    /// the hash of the batch's last entry
     head: Vec<u8>,
 }
 
