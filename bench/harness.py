@@ -212,6 +212,21 @@ def threaded(benchmark: Any, store: Store, threads: int, n: int, batches: int) -
                    commands=threads * batches * n, n_rounds=rounds())
 
 
+def reads(benchmark: Any, store: Store, n: int) -> None:
+    """`n` balance reads of uniformly random members from one thread, each in a read snapshot of
+    its own, with the state log as the writes before left it: a member the log lacks is looked
+    for in every log record before its checkpoint (`store::in_log`)."""
+    ledger, st = store.extra["ledger"], store.state
+
+    def run(members: list[str]) -> list[Any]:
+        for m in members:
+            ledger.balances(m, point_type=wl.POINT_TYPE)
+        return []  # nothing for the tally: reads are not commands
+
+    run_rounds(benchmark, store, workload=f"balance reads {n:,} (one thread)",
+               make=lambda: [st.member() for _ in range(n)], run=run, commands=n, n_rounds=rounds())
+
+
 # threads, batch size, batches per thread per round
 THREADED = [(2, 10_000, 2), (4, 10_000, 2), (4, 1_000, 10), (4, 1, 50)]
 BATCH_SIZES = [10_000, 50_000]

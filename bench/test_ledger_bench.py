@@ -33,3 +33,8 @@ def test_pypoints_single_credit_latency(benchmark, pypoints_store):
 @pytest.mark.parametrize("threads,n,batches", harness.THREADED)
 def test_pypoints_threaded_credit(benchmark, pypoints_store, threads, n, batches):
     harness.threaded(benchmark, pypoints_store, threads, n, batches)
+
+
+def test_pypoints_balance_reads(benchmark, pypoints_store):
+    # Reads never wait for the writer; SQLite's would be a primary-key lookup: pypoints only.
+    harness.reads(benchmark, pypoints_store, 10_000)

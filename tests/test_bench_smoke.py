@@ -49,6 +49,9 @@ def test_bench_workloads_run(system: str) -> None:
     with open_store(MEMBERS) as store:
         assert store.load["commands"] > 4 * MEMBERS
         run_every_workload(store, 400)
+        if system == "pypoints":
+            harness.reads(OneShot(), store, 100)
+            assert any(r["workload"] == "balance reads 100 (one thread)" for r in harness.RESULTS)
         kinds: dict[str, int] = {}
         for r in harness.RESULTS:
             for k, v in r.get("kinds", {}).items():

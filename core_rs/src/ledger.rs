@@ -50,6 +50,11 @@ pub struct Ledger {
     /// a row per command made the group's sort mostly ties (a system account is logged as
     /// its state, whatever its history head).
     system_dirty: rustc_hash::FxHashSet<AcctKey>,
+    /// Entries since its checkpoint of each member account the state log holds (the chain a
+    /// reader walks), while it is logged as a head; past READ_CHAIN_ENTRIES_MAX it is logged in
+    /// full. A merge that writes an account back drops it. Cleared by `reload` (conservative:
+    /// the chain then counts from there).
+    chains: FxHashMap<AcctKey, u32>,
     /// Every recorded command id (a Bloom filter): most ids are new, and this proves it
     /// without an LMDB lookup.
     idem: IdemFilter,
@@ -99,7 +104,9 @@ struct MergeCycle {
 
 /// When a rolling merge of the state log starts (log size in states or group records), how
 /// large its slices are, and up to how many states a small group folds into the newest record
-/// instead of appending its own (`limits::STATE_LOG_*`; tests use small ones, and 0 = never fold).
+/// instead of appending its own (`limits::STATE_LOG_*`; tests use small ones, and 0 = never fold),
+/// and past how many entries since its checkpoint a member account is logged in full
+/// (`limits::READ_CHAIN_ENTRIES_MAX`).
 #[derive(Debug, Clone, Copy)]
 pub struct MergePolicy {
     pub at_entries: usize,
@@ -107,6 +114,7 @@ pub struct MergePolicy {
     pub slice_min: usize,
     pub slice_per_state: usize,
     pub fold_entries_max: usize,
+    pub read_chain_entries_max: u32,
 }
 
 impl Default for MergePolicy {
@@ -117,6 +125,7 @@ impl Default for MergePolicy {
             slice_min: STATE_LOG_MERGE_SLICE_MIN,
             slice_per_state: STATE_LOG_MERGE_SLICE_PER_STATE,
             fold_entries_max: STATE_LOG_FOLD_ENTRIES_MAX,
+            read_chain_entries_max: READ_CHAIN_ENTRIES_MAX,
         }
     }
 }
@@ -198,6 +207,7 @@ impl Ledger {
             accounts: RefCell::default(),
             accounts_dirty: Vec::new(),
             system_dirty: Default::default(),
+            chains: FxHashMap::default(),
             logged: LoggedKeys::default(),
             log_groups: 0,
             log_entries: 0,
@@ -232,6 +242,7 @@ impl Ledger {
         self.accounts.borrow_mut().clear();
         self.accounts_dirty.clear();
         self.system_dirty.clear();
+        self.chains.clear();
         self.idem_group.clear();
         self.members.borrow_mut().clear();
         self.rules.borrow_mut().clear();
@@ -338,11 +349,24 @@ impl Ledger {
         if dirty.is_empty() && states.is_empty() && ids.is_empty() {
             return Ok(());
         }
-        // newest head first within a key, then one row per key
+        // newest head first within a key, then one row per key, with the number of rows it had
+        // (the entries it gained this group)
         sort_by_key_bytes(&mut dirty, |a| a.0.as_bytes(), |a, b| b.1.cmp(&a.1));
-        dirty.dedup_by(|a, b| a.0 == b.0);
+        let mut gained: Vec<u32> = Vec::with_capacity(dirty.len());
+        if !dirty.is_empty() {
+            gained.push(1);
+        }
+        dirty.dedup_by(|a, b| {
+            let same = a.0 == b.0;
+            match gained.last_mut() {
+                Some(n) if same => *n += 1,
+                _ => gained.push(1),
+            }
+            same
+        });
         sort_by_key_bytes(&mut ids, |a| a.0.as_bytes(), |_, _| std::cmp::Ordering::Equal);
         // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
+        debug_assert_eq!(gained.len(), dirty.len());
         let record = self.next_seq - 1;
         let n = dirty.len() + ids.len() + states.len();
         let fold = self.fold_target(txn, n)?;
@@ -353,13 +377,32 @@ impl Ledger {
         // sorted by key. A member account is logged as its history head (`store::account_value`
         // rebuilds its state from its entries' effects), a system account as its state.
         let mut key = Vec::with_capacity(2 * ID_LENGTH_MAX + 2);
-        for (k, head) in &dirty {
+        for (i, (k, head)) in dirty.iter().enumerate() {
             LogTag::Account.key_into(&mut key, k.as_bytes());
             if is_system_account(k) {
                 blob.push(&key, |out| encode_into(out, &cache[k]));
             } else {
                 debug_assert_eq!(*head, cache[k].ls, "the newest head logged for {k}");
-                blob.push(&key, |out| out.extend_from_slice(&head.to_be_bytes()));
+                assert!(*head >> 56 == 0, "a logged head's top byte is 0 (readers tell a head with its state by it)");
+                let chain = match self.chains.get_mut(k) {
+                    Some(n) => {
+                        *n = n.saturating_add(gained[i]);
+                        *n
+                    }
+                    None => {
+                        self.chains.insert(k.clone(), gained[i]);
+                        gained[i]
+                    }
+                };
+                if chain > self.merge_policy.read_chain_entries_max {
+                    // head, then the state as of it (`store::account_value`)
+                    blob.push(&key, |out| {
+                        out.extend_from_slice(&head.to_be_bytes());
+                        encode_into(out, &cache[k]);
+                    });
+                } else {
+                    blob.push(&key, |out| out.extend_from_slice(&head.to_be_bytes()));
+                }
             }
             self.logged.insert_tagged(&key, record);
         }
@@ -505,6 +548,8 @@ impl Ledger {
                         // a member account's history head: `accounts` gets its state, the
                         // writer's (the newest, this group's included) or rebuilt
                         (LogTag::Account, k) if !is_system_account_key(k) => {
+                            // written back: a reader's chain starts here again
+                            self.chains.remove(std::str::from_utf8(k).unwrap_or_default());
                             let cached = self.accounts.borrow().get(std::str::from_utf8(k).unwrap_or_default()).map(encode);
                             match cached {
                                 Some(v) => v,

@@ -57,6 +57,11 @@ pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
 /// Group commits logged (`state_log`) before the writer checkpoints accounts into their
 /// B-tree all at once; a reader looks an account up in at most this many log records.
 pub const STATE_LOG_GROUPS_MAX: usize = 64;
+/// A member account is logged as its history head, and a reader rebuilds it by folding its
+/// entries since its checkpoint. Once that chain passes this many entries, the account is
+/// logged in full (head and state) until the next merge writes it back: a reader of a hot
+/// account then decodes one state instead of walking thousands of entries.
+pub const READ_CHAIN_ENTRIES_MAX: u32 = 32;
 /// States in the log before a full checkpoint (bounds the log and the checkpoint's memory).
 /// The rolling merge below normally keeps the log well under both bounds.
 pub const STATE_LOG_ENTRIES_MAX: usize = 4_000_000;

@@ -217,7 +217,7 @@ fn a_rolling_merge_writes_the_log_into_the_btree_a_slice_per_group_then_drops_th
     let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
     let mut ledger = Ledger::open(store.clone()).unwrap();
     // A merge starts once 3 records are logged and merges 13 keys per group.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 13, slice_per_state: 0, fold_entries_max: 0 };
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 13, slice_per_state: 0, fold_entries_max: 0, ..Default::default() };
     let mut want = vec![0i64; MEMBERS];
     let mut merged_at = None;
     for g in 0..12 {
@@ -275,11 +275,13 @@ proptest! {
         slice_per_state in 0usize..3,
         // 0: a record per group; otherwise small groups fold into the newest record
         fold_entries_max in prop_oneof![Just(0usize), 1usize..40],
+        // small: accounts are logged in full (head and state) after a few entries
+        read_chain_entries_max in 0u32..4,
     ) {
         let dir = members_store();
         let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
         let mut ledger = Ledger::open(store.clone()).unwrap();
-        ledger.merge_policy = MergePolicy { at_entries, at_groups, slice_min, slice_per_state, fold_entries_max };
+        ledger.merge_policy = MergePolicy { at_entries, at_groups, slice_min, slice_per_state, fold_entries_max, read_chain_entries_max };
         let mut want = vec![0i64; MEMBERS];
         let mut id = 0;
         for cmds in &groups {
@@ -316,7 +318,7 @@ fn an_idle_writer_finishes_a_rolling_merge_in_small_commits_of_its_own() {
     let dir = members_store();
     // Merges start at 2 records and every slice is 1 key: the second group commit merges one
     // of the 13 keys, the writer's idle steps must do the rest.
-    let policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0, fold_entries_max: 0 };
+    let policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0, fold_entries_max: 0, ..Default::default() };
     let engine = Engine::open_with(dir.path(), MAP_SIZE, Durability::Sync, policy).unwrap();
     for g in 0..2 {
         let cmds = (0..MEMBERS).map(|i| envelope(&format!("g{g}.{i}"), t0(), credit(&member(i), "internal", 5))).collect();
@@ -345,7 +347,7 @@ fn small_commits_after_a_large_log_finish_the_merge_before_the_log_reaches_its_r
     let mut ledger = Ledger::open(store.clone()).unwrap();
     // Slices of 1 key: without pacing, 13 keys would take 13 groups; here the merge starts
     // with the log 3 records short of STATE_LOG_GROUPS_MAX and must keep up.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: STATE_LOG_GROUPS_MAX - 3, slice_min: 1, slice_per_state: 0, fold_entries_max: 0 };
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: STATE_LOG_GROUPS_MAX - 3, slice_min: 1, slice_per_state: 0, fold_entries_max: 0, ..Default::default() };
     for g in 0..(STATE_LOG_GROUPS_MAX + 10) {
         let m = member(g % MEMBERS);
         let cmds = vec![(format!("s{g}"), credit(&m, "internal", 1))];
@@ -366,7 +368,7 @@ fn small_groups_fold_into_the_newest_record_but_never_into_one_a_merge_covers() 
     let mut ledger = Ledger::open(store.clone()).unwrap();
     // A record takes up to 12 keys by folding (its keys plus the group's, counted before they
     // merge); a merge starts at 2 records, 1 key per step.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0, fold_entries_max: 12 };
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0, fold_entries_max: 12, ..Default::default() };
     let mut want = vec![0i64; MEMBERS];
     let mut records = vec![];
     for g in 0..12usize {
@@ -461,4 +463,52 @@ fn a_group_logs_each_member_account_as_its_history_head_and_readers_rebuild_the_
     assert_eq!(b[0].total, 100 + n as i64 - 1);
     let r = pypoints_core::audit::audit(&engine.store).unwrap();
     assert!(r.problems.is_empty(), "{:#?}", r.problems);
+}
+
+/// The newest value the state log holds for account `key`.
+fn newest_logged(store: &Store, key: &str) -> Option<Vec<u8>> {
+    let txn = store.read_txn().unwrap();
+    let tagged = [&[LogTag::Account as u8][..], key.as_bytes()].concat();
+    for item in store.state_log.rev_iter(&txn).unwrap() {
+        let (_, blob) = item.unwrap();
+        if let Some(v) = StateLogBlob::find(blob, &tagged).unwrap() {
+            return Some(v.to_vec());
+        }
+    }
+    None
+}
+
+#[test]
+fn a_hot_account_is_logged_in_full_once_its_chain_since_the_checkpoint_is_long() {
+    use pypoints_core::limits::READ_CHAIN_ENTRIES_MAX;
+    // no merge: every group appends a record, and the chain only grows
+    let fx = Fx::standard_with(MergePolicy { at_entries: usize::MAX, at_groups: usize::MAX, slice_min: 1, slice_per_state: 0, fold_entries_max: 0, ..Default::default() });
+    let key = member_account("alice", "merchant");
+    let k = READ_CHAIN_ENTRIES_MAX as i64;
+    let mut total = fx.total("alice", "merchant");
+    // two credits per group (one submission is one group), so the bound is passed well before
+    // the log's record bound forces a checkpoint
+    for g in 1..=k {
+        let rs = fx.engine.submit(vec![envelope(&format!("hot.{g}.a"), t0(), credit("alice", "merchant", g)), envelope(&format!("hot.{g}.b"), t0(), credit("alice", "merchant", 1))]).unwrap();
+        let seq = rs[1].as_ref().unwrap().seq;
+        total += g + 1;
+        let v = newest_logged(fx.store(), &key).unwrap();
+        assert_eq!(&v[..8], &seq.to_be_bytes(), "group {g}: the head comes first");
+        if v.len() > 8 {
+            // the state as of the head, which readers take without walking the chain
+            let a: Account = decode(&v[8..]).unwrap();
+            assert_eq!((a.b, a.ls), (total, seq), "group {g}");
+        }
+        // heads only while the chain is short; head and state once it passed the bound
+        assert_eq!(v.len() > 8, 2 * g > k, "group {g}: {} bytes", v.len());
+        assert_eq!(fx.total("alice", "merchant"), total);
+    }
+    fx.assert_audit_clean();
+    // After a checkpoint (a clean close) the chain starts over.
+    let fx = fx.reopen();
+    assert!(newest_logged(fx.store(), &key).is_none());
+    fx.ok(t0(), credit("alice", "merchant", 1));
+    assert_eq!(newest_logged(fx.store(), &key).unwrap().len(), 8);
+    assert_eq!(fx.total("alice", "merchant"), total + 1);
+    fx.assert_audit_clean();
 }
