@@ -349,35 +349,24 @@ impl Ledger {
         if dirty.is_empty() && states.is_empty() && ids.is_empty() {
             return Ok(());
         }
-        // newest head first within a key, then one row per key, with the number of rows it had
-        // (the entries it gained this group)
+        // newest head first within a key; a key's run of rows is the entries it gained this group
         sort_by_key_bytes(&mut dirty, |a| a.0.as_bytes(), |a, b| b.1.cmp(&a.1));
-        let mut gained: Vec<u32> = Vec::with_capacity(dirty.len());
-        if !dirty.is_empty() {
-            gained.push(1);
-        }
-        dirty.dedup_by(|a, b| {
-            let same = a.0 == b.0;
-            match gained.last_mut() {
-                Some(n) if same => *n += 1,
-                _ => gained.push(1),
-            }
-            same
-        });
+        let accounts = dirty.chunk_by(|a, b| a.0 == b.0).count();
         sort_by_key_bytes(&mut ids, |a| a.0.as_bytes(), |_, _| std::cmp::Ordering::Equal);
         // Only a group that wrote an entry changes a state, so its last seq is a fresh key.
-        debug_assert_eq!(gained.len(), dirty.len());
         let record = self.next_seq - 1;
-        let n = dirty.len() + ids.len() + states.len();
+        let n = accounts + ids.len() + states.len();
         let fold = self.fold_target(txn, n)?;
         let cache = self.accounts.borrow();
         let states_bytes: usize = states.iter().map(|(m, v)| 1 + m.len() + v.len()).sum::<usize>() + ids.iter().map(|(id, _)| 1 + id.len() + STATE_LOG_IDEM_RECORD_BYTES_TYPICAL).sum::<usize>();
-        let mut blob = StateLogBlobWriter::new(n, dirty.len() * STATE_LOG_ACCOUNT_BYTES_TYPICAL + states_bytes);
+        let mut blob = StateLogBlobWriter::new(n, accounts * STATE_LOG_ACCOUNT_BYTES_TYPICAL + states_bytes);
         // In key order: accounts (tag a), idempotency records (tag i), rule states (tag r), each
         // sorted by key. A member account is logged as its history head (`store::account_value`
         // rebuilds its state from its entries' effects), a system account as its state.
         let mut key = Vec::with_capacity(2 * ID_LENGTH_MAX + 2);
-        for (i, (k, head)) in dirty.iter().enumerate() {
+        for run in dirty.chunk_by(|a, b| a.0 == b.0) {
+            let (k, head) = &run[0];
+            let gained = run.len() as u32;
             LogTag::Account.key_into(&mut key, k.as_bytes());
             if is_system_account(k) {
                 blob.push(&key, |out| encode_into(out, &cache[k]));
@@ -386,12 +375,12 @@ impl Ledger {
                 assert!(*head >> 56 == 0, "a logged head's top byte is 0 (readers tell a head with its state by it)");
                 let chain = match self.chains.get_mut(k) {
                     Some(n) => {
-                        *n = n.saturating_add(gained[i]);
+                        *n = n.saturating_add(gained);
                         *n
                     }
                     None => {
-                        self.chains.insert(k.clone(), gained[i]);
-                        gained[i]
+                        self.chains.insert(k.clone(), gained);
+                        gained
                     }
                 };
                 if chain > self.merge_policy.read_chain_entries_max {
