@@ -114,8 +114,13 @@ def test_thread_cpu_names_the_writer_and_finds_the_busy_thread(ledger: Any) -> N
 
     from bench import thread_cpu
 
-    names = {name for _, name in thread_cpu.sample(os.getpid())}
-    assert "pypoints-writer" in names and "pypoints-sealer" in names
+    # A Rust thread names itself once it first runs: on a busy machine the ledger's threads may
+    # still be called "python" just after it opened.
+    want = {"pypoints-writer", "pypoints-sealer"}
+    deadline = time.monotonic() + 10
+    while not want <= (names := {name for _, name in thread_cpu.sample(os.getpid())}) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert want <= names, names
 
     stop = time.monotonic() + 1.0
     busy: list[int] = []
@@ -129,4 +134,4 @@ def test_thread_cpu_names_the_writer_and_finds_the_busy_thread(ledger: Any) -> N
     t.start()
     rows = thread_cpu.shares(os.getpid(), 0.5)
     t.join()
-    assert rows and rows[0][1] == busy[0] and rows[0][2] > 0
+    assert rows and rows[0][1] == busy[0] and rows[0][2] > 0, rows
