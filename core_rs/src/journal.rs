@@ -99,20 +99,19 @@ impl<'t> Chunk<'t> {
         if !value.starts_with(&CHUNK_HEAD) {
             return Ok(Chunk { first: key_seq, entries: vec![value] });
         }
-        let corrupt = |what: &str| LedgerError::Storage(format!("journal chunk {key_seq}: {what}"));
         let (first, offsets, mut rd) = Self::header(key_seq, value)?;
         let n = offsets.len() / 4;
         let mut entries = Vec::with_capacity(n);
         for i in 0..n {
             if Self::offset(offsets, i) != value.len() - rd.len() {
-                return Err(corrupt(&format!("entry {i}'s offset is wrong")));
+                return Err(corrupt(key_seq, &format!("entry {i}'s offset is wrong")));
             }
             let (e, rest) = Self::next_entry(key_seq, rd)?;
             entries.push(e);
             rd = rest;
         }
         if !rd.is_empty() {
-            return Err(corrupt("bytes after the last entry"));
+            return Err(corrupt(key_seq, "bytes after the last entry"));
         }
         Ok(Chunk { first, entries })
     }
@@ -131,7 +130,7 @@ impl<'t> Chunk<'t> {
         let at = Self::offset(offsets, i as usize);
         // (an offset into the header is as corrupt as one past the end)
         if at < value.len() - rd.len() || at >= value.len() {
-            return Err(LedgerError::Storage(format!("journal chunk {key_seq}: entry {i}'s offset is wrong")));
+            return Err(corrupt(key_seq, &format!("entry {i}'s offset is wrong")));
         }
         Ok(Some(Self::next_entry(key_seq, &value[at..])?.0))
     }
@@ -142,53 +141,51 @@ impl<'t> Chunk<'t> {
 
     /// (first seq, offset table, the entries' bytes) of a chunk
     fn header(key_seq: u64, value: &'t [u8]) -> Result<(u64, &'t [u8], &'t [u8])> {
-        let corrupt = |what: &str| LedgerError::Storage(format!("journal chunk {key_seq}: {what}"));
         let mut rd = &value[CHUNK_HEAD.len()..];
-        let version: u8 = rmp::decode::read_int(&mut rd).map_err(|_| corrupt("bad version"))?;
+        let version: u8 = rmp::decode::read_int(&mut rd).map_err(|_| corrupt(key_seq, "bad version"))?;
         if version != CHUNK_VERSION {
-            return Err(corrupt(&format!("version {version} is not {CHUNK_VERSION}")));
+            return Err(corrupt(key_seq, &format!("version {version} is not {CHUNK_VERSION}")));
         }
         let key = |name: &str, rd: &mut &[u8]| -> Result<()> {
             let mut buf = [0u8; 1];
             match rmp::decode::read_str(rd, &mut buf) {
                 Ok(k) if k == name => Ok(()),
-                _ => Err(corrupt(&format!("expected field {name:?}"))),
+                _ => Err(corrupt(key_seq, &format!("expected field {name:?}"))),
             }
         };
         key("s", &mut rd)?;
-        let first: u64 = rmp::decode::read_int(&mut rd).map_err(|_| corrupt("bad first seq"))?;
+        let first: u64 = rmp::decode::read_int(&mut rd).map_err(|_| corrupt(key_seq, "bad first seq"))?;
         if first != key_seq {
-            return Err(corrupt(&format!("its first seq is {first}")));
+            return Err(corrupt(key_seq, &format!("its first seq is {first}")));
         }
         key("o", &mut rd)?;
-        let table = rmp::decode::read_bin_len(&mut rd).map_err(|_| corrupt("bad offset table"))? as usize;
+        let table = rmp::decode::read_bin_len(&mut rd).map_err(|_| corrupt(key_seq, "bad offset table"))? as usize;
         if table > rd.len() {
-            return Err(corrupt("truncated"));
+            return Err(corrupt(key_seq, "truncated"));
         }
         let (offsets, rest) = rd.split_at(table);
         rd = rest;
         key("e", &mut rd)?;
-        let n = rmp::decode::read_array_len(&mut rd).map_err(|_| corrupt("bad entry count"))? as usize;
+        let n = rmp::decode::read_array_len(&mut rd).map_err(|_| corrupt(key_seq, "bad entry count"))? as usize;
         if !(1..=JOURNAL_CHUNK_ENTRIES_MAX).contains(&n) {
-            return Err(corrupt(&format!("{n} entries (1..={JOURNAL_CHUNK_ENTRIES_MAX})")));
+            return Err(corrupt(key_seq, &format!("{n} entries (1..={JOURNAL_CHUNK_ENTRIES_MAX})")));
         }
         if offsets.len() != 4 * n {
-            return Err(corrupt(&format!("{} offsets for {n} entries", offsets.len() / 4)));
+            return Err(corrupt(key_seq, &format!("{} offsets for {n} entries", offsets.len() / 4)));
         }
         Ok((first, offsets, rd))
     }
 
     /// The entry at the start of `rd` (a msgpack bin) and the bytes after it.
     fn next_entry(key_seq: u64, rd: &'t [u8]) -> Result<(&'t [u8], &'t [u8])> {
-        let corrupt = |what: &str| LedgerError::Storage(format!("journal chunk {key_seq}: {what}"));
         let (len, at) = match *rd {
             [0xc4, n, ..] => (n as usize, 2),
             [0xc5, a, b, ..] => (u16::from_be_bytes([a, b]) as usize, 3),
             [0xc6, a, b, c, d, ..] => (u32::from_be_bytes([a, b, c, d]) as usize, 5),
-            _ => return Err(corrupt("bad entry header")),
+            _ => return Err(corrupt(key_seq, "bad entry header")),
         };
         if at + len > rd.len() {
-            return Err(corrupt("truncated"));
+            return Err(corrupt(key_seq, "truncated"));
         }
         Ok(rd[at..].split_at(len))
     }
@@ -197,10 +194,6 @@ impl<'t> Chunk<'t> {
     pub fn get(&self, seq: u64) -> Option<&'t [u8]> {
         let i = usize::try_from(seq.checked_sub(self.first)?).ok()?;
         self.entries.get(i).copied()
-    }
-
-    pub fn last_seq(&self) -> u64 {
-        self.first + self.entries.len() as u64 - 1
     }
 }
 
@@ -211,6 +204,11 @@ pub fn encode_chunk(first: u64, entries: &[&[u8]]) -> Vec<u8> {
         w.push(e);
     }
     w.finish().bytes
+}
+
+/// A chunk that does not parse, named by its key.
+fn corrupt(key_seq: u64, what: &str) -> LedgerError {
+    LedgerError::Storage(format!("journal chunk {key_seq}: {what}"))
 }
 
 fn key_seq(key: &[u8]) -> Result<u64> {
@@ -322,7 +320,7 @@ mod tests {
         let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
         let v = encode_chunk(41, &refs);
         let c = Chunk::parse(41, &v).unwrap();
-        assert_eq!((c.first, c.last_seq()), (41, 46));
+        assert_eq!((c.first, c.entries.len()), (41, 6));
         for (i, e) in entries.iter().enumerate() {
             assert_eq!(c.get(41 + i as u64), Some(e.as_slice()));
         }

@@ -537,9 +537,10 @@ impl Ledger {
                         // a member account's history head: `accounts` gets its state, the
                         // writer's (the newest, this group's included) or rebuilt
                         (LogTag::Account, k) if !is_system_account_key(k) => {
+                            let name = std::str::from_utf8(k).unwrap_or_default();
                             // written back: a reader's chain starts here again
-                            self.chains.remove(std::str::from_utf8(k).unwrap_or_default());
-                            let cached = self.accounts.borrow().get(std::str::from_utf8(k).unwrap_or_default()).map(encode);
+                            self.chains.remove(name);
+                            let cached = self.accounts.borrow().get(name).map(encode);
                             match cached {
                                 Some(v) => v,
                                 None => encode(&account_value(&self.store, txn, k, Some(newest))?.expect("a logged account has a state")),

@@ -156,7 +156,7 @@ impl Sealer {
         }
         match self.ready.iter().find(|c| c.contains(seq)) {
             None => Ok(None),
-            Some(c) => Ok(crate::journal::Chunk::parse(c.first, &c.bytes)?.get(seq)),
+            Some(c) => crate::journal::Chunk::entry_in(c.first, &c.bytes, seq),
         }
     }
 
