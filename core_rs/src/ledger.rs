@@ -1554,13 +1554,19 @@ fn sort_by_key_bytes<T>(rows: &mut Vec<T>, key: impl Fn(&T) -> &[u8], then: impl
         u128::from_be_bytes(p)
     };
     // Sort (prefix, index) pairs and move each row once at the end: moving the rows
-    // themselves (48-80 bytes) inside the sort cost more than comparing them.
+    // themselves (48-80 bytes) inside the sort cost more than comparing them. A radix sort of
+    // the prefixes (it skips the bytes all keys share) costs under half a comparison sort's
+    // instructions (callgrind, `writer_bench 20000 20000 4`: 320 M → 143 M); rows whose
+    // prefixes tie are then ordered by their whole keys.
     assert!(rows.len() <= u32::MAX as usize, "a group sorts fewer than 2^32 rows");
     let mut order: Vec<(u128, u32)> = rows.iter().enumerate().map(|(i, r)| (prefix(key(r)), i as u32)).collect();
-    order.sort_unstable_by(|a, b| {
-        let (ra, rb) = (&rows[a.1 as usize], &rows[b.1 as usize]);
-        a.0.cmp(&b.0).then_with(|| key(ra).cmp(key(rb))).then_with(|| then(ra, rb))
-    });
+    radsort::sort_by_key(&mut order, |o| o.0);
+    for ties in order.chunk_by_mut(|a, b| a.0 == b.0).filter(|t| t.len() > 1) {
+        ties.sort_unstable_by(|a, b| {
+            let (ra, rb) = (&rows[a.1 as usize], &rows[b.1 as usize]);
+            key(ra).cmp(key(rb)).then_with(|| then(ra, rb))
+        });
+    }
     let mut slots: Vec<Option<T>> = rows.drain(..).map(Some).collect();
     rows.extend(order.iter().map(|&(_, i)| slots[i as usize].take().expect("each row once")));
 }
