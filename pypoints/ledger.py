@@ -305,6 +305,12 @@ class Ledger:
             out.append(PointTypeSpec(t["id"], t["priority"], validity, t["transferable"], cash, conv))
         return out
 
+    def checkpoint(self) -> None:
+        """Write every account state the state log holds back into the B-trees, in one commit
+        after every batch submitted before it. Call it at the end of a bulk load: otherwise the
+        rolling merge pays the load's log back during the first batches that follow."""
+        self.engine.checkpoint()
+
     def writer_stats(self) -> dict[str, int]:
         """The writer's counters since the engine opened: `groups` (commits), `commands`,
         `apply_ns` / `flush_ns` / `commit_ns` (time applying, logging accounts, committing with

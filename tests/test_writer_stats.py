@@ -5,8 +5,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import pypoints as pp
-from conftest import FakeClock
+from conftest import FakeClock, run_python
+
+# Records in the state log, read by another process (LMDB allows one environment per process).
+LOG_RECORDS = r"""
+import sys, lmdb
+env = lmdb.open(sys.argv[1], readonly=True, lock=False, max_dbs=16, subdir=True)
+with env.begin() as txn:
+    print(txn.stat(env.open_db(b"state_log", txn=txn, create=False))["entries"])
+"""
+
+
+def log_records(data: Path) -> int:
+    res = run_python(LOG_RECORDS, str(data))
+    assert res.returncode == 0, res.stderr
+    return int(res.stdout)
 
 
 def test_writer_stats_count_groups_commands_and_time(tmp_path: Path) -> None:
@@ -24,3 +40,26 @@ def test_writer_stats_count_groups_commands_and_time(tmp_path: Path) -> None:
         assert after["groups"] - before["groups"] == 4
         assert all(after[k] > before[k] for k in ("apply_ns", "commit_ns"))
         assert after["checkpoints"] == 0
+
+
+def test_checkpoint_writes_the_state_log_back_after_the_batches_before_it(tmp_path: Path) -> None:
+    clock = FakeClock()
+    data = tmp_path / "data"
+    ledger = pp.Ledger(data, clock=clock)
+    ledger.define_programme("bank", "Bank points")
+    ledger.define_point_type("bank", pp.PointTypeSpec("pts", priority=0))
+    for m in ("alice", "bob"):
+        ledger.open_member(m, "bank")
+    results = ledger.submit_tuples([pp.commands.Credit(f"c{i}", ("alice", "bob")[i % 2], "pts", 10 + i, None, "")
+                                    .as_tuple(clock()) for i in range(6)])
+    assert all(isinstance(r, pp.Receipt) for r in results)
+    assert log_records(data) > 0, "small groups stay in the state log until a merge"
+    balances = {m: ledger.balance(m, "pts") for m in ("alice", "bob")}
+    ledger.checkpoint()
+    assert log_records(data) == 0
+    assert ledger.writer_stats()["checkpoints"] == 1
+    assert {m: ledger.balance(m, "pts") for m in ("alice", "bob")} == balances
+    assert ledger.audit().ok
+    ledger.close()
+    with pytest.raises(pp.errors.LedgerClosed):
+        ledger.checkpoint()

@@ -57,6 +57,11 @@ fn main() {
         }
     }
     println!("lots for {members} members: {:.2}s", t.elapsed().as_secs_f64());
+    // A bulk load ends with a checkpoint (as bench/harness.py's): the rounds below then pay
+    // for their own merges only.
+    let t = Instant::now();
+    e.checkpoint().unwrap();
+    println!("checkpoint after the load: {:.2}s", t.elapsed().as_secs_f64());
     let mut rng = 0x9E3779B97F4A7C15u64;
     let mut next = || {
         rng ^= rng << 13;

@@ -36,6 +36,9 @@ struct Submission {
     cmds: Vec<Envelope>,
     /// idempotency fingerprints, computed by the submitting thread so the writer does not
     fps: Vec<Fingerprint>,
+    /// a request to write the state log back into the B-trees (`Engine::checkpoint`), with no
+    /// commands: replied to with no outcome, or the error that stopped it
+    checkpoint: bool,
     reply: Sender<Vec<Outcome>>,
 }
 
@@ -143,13 +146,26 @@ impl Engine {
             let chunk = std::mem::replace(&mut cmds, rest);
             let fps = chunk.iter().map(|c| c.cmd.fingerprint()).collect();
             let (reply, wait) = bounded(1);
-            queue.send(Submission { cmds: chunk, fps, reply }).map_err(|_| LedgerError::Closed)?;
+            queue.send(Submission { cmds: chunk, fps, checkpoint: false, reply }).map_err(|_| LedgerError::Closed)?;
             replies.push(wait);
         }
         Ok(Pending(replies))
     }
     pub fn submit_one(&self, cmd: Envelope) -> Outcome {
         self.submit(vec![cmd])?.pop().expect("one result per command")
+    }
+
+    /// Write the whole state log back into the B-trees in one commit, after every batch queued
+    /// before it. For the end of a bulk load: the rolling merge would otherwise pay the load's
+    /// log back during the first batches after it (a clean close does the same).
+    pub fn checkpoint(&self) -> Result<()> {
+        let queue = self.queue.lock().unwrap().clone().ok_or(LedgerError::Closed)?;
+        let (reply, wait) = bounded(1);
+        queue.send(Submission { cmds: vec![], fps: vec![], checkpoint: true, reply }).map_err(|_| LedgerError::Closed)?;
+        match wait.recv().map_err(|_| LedgerError::Closed)?.pop() {
+            Some(Err(e)) => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Stop accepting commands, let the writer drain the queue, and wait for it.
@@ -193,10 +209,20 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
             },
             Err(TryRecvError::Disconnected) => break,
         };
+        if first.checkpoint {
+            checkpoint_request(&mut ledger, first, stats);
+            continue;
+        }
         let mut n = first.cmds.len();
         let mut group = vec![first];
+        // a checkpoint request queued behind the group's batches runs after it commits
+        let mut then = None;
         while n < GROUP_COMMIT_COMMANDS_MAX {
             match rx.try_recv() {
+                Ok(s) if s.checkpoint => {
+                    then = Some(s);
+                    break;
+                }
                 Ok(s) => {
                     n += s.cmds.len();
                     group.push(s);
@@ -209,6 +235,9 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
         WriterStats::add(&stats.commands, n as u64);
         for (s, r) in group.into_iter().zip(results) {
             let _ = s.reply.send(r);
+        }
+        if let Some(s) = then {
+            checkpoint_request(&mut ledger, s, stats);
         }
     }
     // Closing: checkpoint so a cleanly closed store holds every account in `accounts`.
@@ -232,6 +261,24 @@ fn merge_idle(ledger: &mut Ledger, stats: &WriterStats) {
         }
     }
     WriterStats::add(&stats.flush_ns, t0.elapsed().as_nanos() as u64);
+}
+
+fn checkpoint_request(ledger: &mut Ledger, s: Submission, stats: &WriterStats) {
+    let t0 = Instant::now();
+    let r = checkpoint(ledger);
+    WriterStats::add(&stats.flush_ns, t0.elapsed().as_nanos() as u64);
+    let reply = match r {
+        Ok(()) => {
+            WriterStats::add(&stats.checkpoints, 1);
+            vec![]
+        }
+        Err(e) => {
+            // the merge is abandoned with its transaction; the log is still whole
+            let _ = ledger.reload();
+            vec![Err(e)]
+        }
+    };
+    let _ = s.reply.send(reply);
 }
 
 fn checkpoint(ledger: &mut Ledger) -> Result<()> {

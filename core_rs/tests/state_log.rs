@@ -341,6 +341,37 @@ fn an_idle_writer_finishes_a_rolling_merge_in_small_commits_of_its_own() {
 }
 
 #[test]
+fn a_checkpoint_request_writes_the_log_back_after_the_batches_queued_before_it() {
+    let dir = members_store();
+    // No merge ever starts on its own: only the request empties the log.
+    let policy = MergePolicy { at_entries: usize::MAX, at_groups: usize::MAX, fold_entries_max: 0, ..Default::default() };
+    let engine = Engine::open_with(dir.path(), MAP_SIZE, Durability::Sync, policy).unwrap();
+    let queued: Vec<_> = (0..3)
+        .map(|g| engine.submit_async((0..MEMBERS).map(|i| envelope(&format!("q{g}.{i}"), t0(), credit(&member(i), "internal", 5))).collect()).unwrap())
+        .collect();
+    engine.checkpoint().unwrap();
+    // The request came after the three batches: they are durable and written back.
+    assert_eq!(log_records(&engine.store), 0);
+    for p in queued {
+        assert!(p.wait().unwrap().iter().all(|r| r.is_ok()));
+    }
+    let stats: BTreeMap<_, _> = engine.stats.snapshot().into_iter().collect();
+    assert_eq!(stats["checkpoints"], 1, "{stats:?}");
+    for i in 0..MEMBERS {
+        assert_eq!(raw_account(&engine.store, &member_account(&member(i), "internal")).unwrap().b, 15);
+        assert_eq!(reader_total(&engine.store, &member(i)), 15);
+    }
+    // An empty log checkpoints to nothing; the writer carries on.
+    engine.checkpoint().unwrap();
+    assert!(engine.submit(vec![envelope("after", t0(), credit(&member(0), "internal", 1))]).unwrap()[0].is_ok());
+    assert_eq!(reader_total(&engine.store, &member(0)), 16);
+    let r = pypoints_core::audit::audit(&engine.store).unwrap();
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
+    engine.close();
+    assert!(matches!(engine.checkpoint(), Err(LedgerError::Closed)));
+}
+
+#[test]
 fn small_commits_after_a_large_log_finish_the_merge_before_the_log_reaches_its_record_bound() {
     let dir = members_store();
     let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();

@@ -440,6 +440,12 @@ impl Engine {
         Ok(self.engine(py)?.queue_depth())
     }
 
+    /// Write the state log back into the B-trees, after every batch queued before (GIL released).
+    fn checkpoint(&self, py: Python<'_>) -> PyResult<()> {
+        let e = self.engine(py)?;
+        detached(py, move || e.checkpoint())
+    }
+
     /// The writer's counters since the engine opened: groups, commands, apply/flush/commit ns,
     /// checkpoints.
     fn stats(&self, py: Python<'_>) -> PyResult<std::collections::HashMap<&'static str, u64>> {
