@@ -85,6 +85,9 @@ pub struct Ledger {
     /// The last expiry computed, as (policy, earned at, expiry): a batch's credits share their
     /// time and type, and the calendar arithmetic cost ~360 instructions per credit.
     expiry_memo: RefCell<Option<(Validity, Ms, Option<Ms>)>>,
+    /// A command's account and draft lists, emptied and kept for the next command (two
+    /// allocations and frees per command otherwise).
+    spare: (Vec<(AcctKey, Account)>, Vec<Draft>),
 }
 
 /// A state log record's (key, value) rows, owned.
@@ -220,6 +223,7 @@ impl Ledger {
             members: RefCell::default(),
             rules: RefCell::default(),
             expiry_memo: RefCell::default(),
+            spare: Default::default(),
         };
         l.reload()?;
         // A log written before history heads holds member states. Once a later record logged a
@@ -608,10 +612,11 @@ impl Ledger {
             let entries = self.entries(txn, rec.seq, rec.n)?;
             return Ok(Receipt::from_entries(&entries, true));
         }
+        let (accounts, drafts) = std::mem::take(&mut self.spare);
         let mut w = Work {
             seq0: self.next_seq,
             next_lot: self.next_lot,
-            accounts: vec![],
+            accounts,
             members: vec![],
             holds: vec![],
             open_holds_put: vec![],
@@ -620,10 +625,15 @@ impl Ledger {
             reversals: vec![],
             outbox: vec![],
             cards: vec![],
-            drafts: vec![],
+            drafts,
             rules: Default::default(),
         };
-        self.run(txn, &mut w, env)?;
+        if let Err(e) = self.run(txn, &mut w, env) {
+            w.accounts.clear();
+            w.drafts.clear();
+            self.spare = (w.accounts, w.drafts);
+            return Err(e);
+        }
         if w.drafts.is_empty() {
             w.drafts.push(Draft::default());
         }
@@ -702,7 +712,7 @@ impl Ledger {
         if let Some(i) = w.accounts.iter().position(|(k, _)| k == key) {
             return Ok(i);
         }
-        let cached = self.accounts.borrow().get(key).cloned();
+        let cached = self.accounts.borrow().get(key).map(Account::clone_with_room);
         let a = match cached {
             Some(a) => a,
             None => {
@@ -1398,7 +1408,8 @@ impl Ledger {
 
     fn flush(&mut self, txn: &mut RwTxn<'_>, mut w: Work, env: &Envelope, fp: Fingerprint) -> Result<Receipt> {
         let mut entries = Vec::with_capacity(w.drafts.len());
-        for (n, d) in std::mem::take(&mut w.drafts).into_iter().enumerate() {
+        let mut drafts = std::mem::take(&mut w.drafts);
+        for (n, d) in drafts.drain(..).enumerate() {
             let seq = w.seq0 + n as u64;
             debug_assert_eq!(seq, self.next_seq);
             // History chain: each member account touched remembers this entry as its newest.
@@ -1446,7 +1457,7 @@ impl Ledger {
         self.put_sealed(txn, false)?;
         self.flush_rules(txn, std::mem::take(&mut w.rules))?;
         let mut cache = self.accounts.borrow_mut();
-        for (k, a) in w.accounts {
+        for (k, a) in w.accounts.drain(..) {
             debug_assert!(is_system_account(&k) || a.b == a.lots.iter().map(|l| l.r).sum::<i64>(), "lots = balance for {k}");
             if !is_system_account(&k) {
                 self.accounts_dirty.push((k.clone(), a.ls));
@@ -1497,6 +1508,7 @@ impl Ledger {
         let rec = IdemRecord { v: SCHEMA_VERSION, seq: w.seq0, h: fp, n: n_entries };
         self.idem.insert(env.id.as_bytes());
         self.idem_group.insert(env.id.clone(), rec);
+        self.spare = (std::mem::take(&mut w.accounts), drafts);
         Ok(receipt)
     }
 

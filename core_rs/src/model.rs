@@ -332,6 +332,14 @@ impl Account {
         Account { v: SCHEMA_VERSION, ..Default::default() }
     }
 
+    /// A copy for a command to change, with room for one more lot: a credit's new lot then
+    /// goes in without growing the list (a reallocation per credit).
+    pub fn clone_with_room(&self) -> Account {
+        let mut lots = Vec::with_capacity(self.lots.len() + 1);
+        lots.extend_from_slice(&self.lots);
+        Account { v: self.v, b: self.b, hd: self.hd, ls: self.ls, lots }
+    }
+
     /// What one command did to this account, `before` → `self` (lots matched by id), or None
     /// when nothing changed. Lots are kept in FEFO order and their keys are unique, so the two
     /// lists merge in one walk.
