@@ -14,8 +14,8 @@ use heed::RoTxn;
 /// Probes per id, all in one 512-bit block: ~0.2% false positives at `IDEM_FILTER_BITS_PER_ID`
 /// = 16 (a blocked Bloom filter: one cache miss per layer, where a plain filter's probes each
 /// land on a line of their own).
-const PROBES: u32 = 8;
-const BLOCK_BITS: u64 = 512;
+pub(crate) const PROBES: u32 = 8;
+pub(crate) const BLOCK_BITS: u64 = 512;
 
 pub struct IdemFilter {
     /// oldest first; ids go into the last one, lookups ask all of them
@@ -32,7 +32,8 @@ struct Layer {
     ids: u64,
 }
 
-fn hash(id: &[u8]) -> (u64, u64) {
+/// The two hashes of a key, for this filter and for a state log record's (`store::StateLogBlob`).
+pub(crate) fn hash(id: &[u8]) -> (u64, u64) {
     // Two independent 64-bit hashes: the first picks the block, the second (and a mix of
     // both) the bits in it. Not adversarial-safe, which only costs an LMDB lookup on a collision.
     let h1 = rustc_hash::FxHasher::default();
@@ -49,23 +50,27 @@ fn hash(id: &[u8]) -> (u64, u64) {
     (h1, h2)
 }
 
+/// A key's block among `blocks` (from the high bits of h1: multiply-shift range reduction) and
+/// its PROBES bit positions in the block (9 bits each: seven from h2, one from a mix of both).
+pub(crate) fn probes((h1, h2): (u64, u64), blocks: usize) -> (usize, [u16; PROBES as usize]) {
+    let block = ((h1 as u128 * blocks as u128) >> 64) as usize;
+    let h3 = (h1 ^ h2).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+    let mut bits = [0u16; PROBES as usize];
+    for (i, b) in bits.iter_mut().enumerate() {
+        let x = if i < 7 { h2 >> (9 * i) } else { h3 };
+        *b = (x % BLOCK_BITS) as u16;
+    }
+    (block, bits)
+}
+
 impl Layer {
     fn with_bits(bits: u64) -> Layer {
         let blocks = bits.max(IDEM_FILTER_BITS_MIN).div_ceil(BLOCK_BITS);
         Layer { blocks: vec![Block::default(); blocks as usize], ids: 0 }
     }
 
-    /// The id's block (from the high bits of h1: multiply-shift range reduction) and its
-    /// PROBES bit positions in the block (9 bits each: seven from h2, one from a mix of both).
-    fn probes(&self, (h1, h2): (u64, u64)) -> (usize, [u16; PROBES as usize]) {
-        let block = ((h1 as u128 * self.blocks.len() as u128) >> 64) as usize;
-        let h3 = (h1 ^ h2).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        let mut bits = [0u16; PROBES as usize];
-        for (i, b) in bits.iter_mut().enumerate() {
-            let x = if i < 7 { h2 >> (9 * i) } else { h3 };
-            *b = (x % BLOCK_BITS) as u16;
-        }
-        (block, bits)
+    fn probes(&self, h: (u64, u64)) -> (usize, [u16; PROBES as usize]) {
+        probes(h, self.blocks.len())
     }
 
     fn insert(&mut self, h: (u64, u64)) {

@@ -55,8 +55,9 @@ pub const C_MALLOC_TRIM_THRESHOLD_BYTES: std::os::raw::c_int = 512 << 20;
 /// Accounts the writer keeps decoded between group commits before it starts over.
 pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
 /// Group commits logged (`state_log`) before the writer checkpoints accounts into their
-/// B-tree all at once; a reader looks an account up in at most this many log records.
-pub const STATE_LOG_GROUPS_MAX: usize = 64;
+/// B-tree all at once; a reader looks an account up in at most this many log records (each
+/// record's filter rules out most of them with one cache line: `store::StateLogBlob`).
+pub const STATE_LOG_GROUPS_MAX: usize = 128;
 /// A member account is logged as its history head, and a reader rebuilds it by folding its
 /// entries since its checkpoint. Once that chain passes this many entries, the account is
 /// logged in full (head and state) until the next merge writes it back: a reader of a hot
@@ -64,16 +65,16 @@ pub const STATE_LOG_GROUPS_MAX: usize = 64;
 pub const READ_CHAIN_ENTRIES_MAX: u32 = 32;
 /// States in the log before a full checkpoint (bounds the log and the checkpoint's memory).
 /// The rolling merge below normally keeps the log well under both bounds.
-pub const STATE_LOG_ENTRIES_MAX: usize = 8_000_000;
+pub const STATE_LOG_ENTRIES_MAX: usize = 12_000_000;
 /// A rolling merge starts when the log holds this many states (or group records): the states
 /// logged so far are merged into their B-trees in key order, a slice at a time, then the merged
 /// records are dropped. Large so that a B-tree page absorbs many updates per rewrite: at 1M
 /// random members a cycle rewrites nearly every page of `accounts` whatever its size, so its
-/// cost per command falls as cycles move apart (1M states / 32 records → 3M / 40: flush and
-/// commit time −17% in `writer_bench 1000000 50000 20`, session 15). Readers search at most
-/// STATE_LOG_GROUPS_MAX records either way.
-pub const STATE_LOG_MERGE_AT_ENTRIES: usize = 3_000_000;
-pub const STATE_LOG_MERGE_AT_GROUPS: usize = 40;
+/// cost per command falls as cycles move apart (session 15, `writer_bench 1000000 50000 N`:
+/// 1M states / 32 records → 3M / 40 cut flush and commit time 17%; → 6M / 96, with the
+/// records' filters keeping reads cheap, another 11%).
+pub const STATE_LOG_MERGE_AT_ENTRIES: usize = 6_000_000;
+pub const STATE_LOG_MERGE_AT_GROUPS: usize = 96;
 /// A slice: states merged with a group commit — STATE_LOG_MERGE_SLICE_PER_STATE per state the
 /// group logged, at least STATE_LOG_MERGE_SLICE_MIN — so a commit's share of the merge is in
 /// proportion to its own size (a one-command commit is not charged 60k page writes). When no
@@ -84,6 +85,9 @@ pub const STATE_LOG_MERGE_SLICE_MIN: usize = 4_096;
 /// (while it holds at most this many) instead of appending a record of its own: a busy unary
 /// server's small commits then share records, and leave the merge's slices small.
 pub const STATE_LOG_FOLD_ENTRIES_MAX: usize = 256;
+/// Bits per key of a state log record's filter (`store::StateLogBlob`): ~1-2% of the records
+/// that lack a key still get a binary search for it.
+pub const STATE_LOG_FILTER_BITS_PER_KEY: usize = 12;
 /// Bytes a logged account typically takes (its tagged key and a member account's 8-byte history
 /// head): sizes a group's state log record up front, so it rarely reallocates.
 pub const STATE_LOG_ACCOUNT_BYTES_TYPICAL: usize = 24;

@@ -55,9 +55,68 @@ fn a_damaged_log_record_is_an_error_not_a_panic() {
     let mut bad_version = blob.clone();
     bad_version[0] = 9;
     assert!(StateLogBlob::find(&bad_version, b"bob/a").is_err());
+    // the index follows the header (version, count, filter blocks) and the filter
+    let index = 9 + 64 * u32::from_le_bytes(blob[5..9].try_into().unwrap()) as usize;
     let mut swapped = blob.clone();
-    swapped[5..9].copy_from_slice(&blob[13..17]); // entry 0 starts where entry 1 does
+    swapped.copy_within(index + 8..index + 12, index); // entry 0 starts where entry 1 does
     assert!(StateLogBlob::entries(&swapped).is_err());
+    let mut past_the_end = blob.clone();
+    past_the_end[5..9].copy_from_slice(&u32::MAX.to_le_bytes()); // a filter longer than the record
+    assert!(StateLogBlob::find(&past_the_end, b"bob/a").is_err());
+    assert!(StateLogBlob::entries(&past_the_end).is_err());
+}
+
+/// A record as written before filters (version 1): `u8 1 | u32 count | index | u32 end | data`.
+fn unfiltered_blob_of(map: &BTreeMap<Vec<u8>, Vec<u8>>) -> Vec<u8> {
+    let index = 5 + 8 * map.len() + 4;
+    let mut out = vec![1u8];
+    out.extend_from_slice(&(map.len() as u32).to_le_bytes());
+    out.resize(index, 0);
+    for (i, (k, v)) in map.iter().enumerate() {
+        let at = 5 + 8 * i;
+        let key_at = out.len() as u32;
+        out.extend_from_slice(k);
+        let value_at = out.len() as u32;
+        out.extend_from_slice(v);
+        out[at..at + 4].copy_from_slice(&key_at.to_le_bytes());
+        out[at + 4..at + 8].copy_from_slice(&value_at.to_le_bytes());
+    }
+    let end = out.len() as u32;
+    out[index - 4..index].copy_from_slice(&end.to_le_bytes());
+    out
+}
+
+proptest! {
+    #[test]
+    fn a_record_written_before_filters_still_reads(
+        map in prop::collection::btree_map(prop::collection::vec(any::<u8>(), 1..20), prop::collection::vec(any::<u8>(), 0..50), 0..60),
+        probes in prop::collection::vec(prop::collection::vec(any::<u8>(), 1..20), 0..20),
+    ) {
+        let blob = unfiltered_blob_of(&map);
+        prop_assert_eq!(StateLogBlob::len(&blob).unwrap(), map.len());
+        let all: Vec<(Vec<u8>, Vec<u8>)> = StateLogBlob::entries(&blob).unwrap().into_iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
+        prop_assert_eq!(all, map.clone().into_iter().collect::<Vec<_>>());
+        for p in map.keys().chain(&probes) {
+            prop_assert!(StateLogBlob::may_hold(&blob, p).unwrap(), "no filter: any key may be there");
+            prop_assert_eq!(StateLogBlob::find(&blob, p).unwrap(), map.get(p).map(|v| v.as_slice()));
+        }
+    }
+}
+
+#[test]
+fn a_record_filter_never_rules_out_a_key_it_holds_and_rules_out_most_it_lacks() {
+    // keys as the writer logs them: tagged member accounts and command ids
+    let map: BTreeMap<Vec<u8>, Vec<u8>> = (0..5_000)
+        .flat_map(|i| [format!("am{i}/points"), format!("ic.{i:012}")])
+        .map(|k| (k.into_bytes(), 7u64.to_be_bytes().to_vec()))
+        .collect();
+    let blob = blob_of(&map);
+    assert!(map.keys().all(|k| StateLogBlob::may_hold(&blob, k).unwrap()));
+    let lacking: Vec<String> = (0..20_000).map(|i| format!("am{}/points", 10_000 + i)).chain((0..20_000).map(|i| format!("ir.{i:012}"))).collect();
+    let passed = lacking.iter().filter(|k| StateLogBlob::may_hold(&blob, k.as_bytes()).unwrap()).count();
+    // 12 bits per key, 8 probes in a 512-bit block: about 0.5% in theory
+    assert!(passed < lacking.len() / 50, "{passed} of {} lacking keys passed the filter", lacking.len());
+    assert!(lacking.iter().all(|k| StateLogBlob::find(&blob, k.as_bytes()).unwrap().is_none()));
 }
 
 fn raw_account(store: &Store, key: &str) -> Option<Account> {
