@@ -230,7 +230,7 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
                 Err(_) => break,
             }
         }
-        let results = commit_group(&mut ledger, &group, stats);
+        let results = commit_group(&mut ledger, &mut group, stats);
         WriterStats::add(&stats.groups, 1);
         WriterStats::add(&stats.commands, n as u64);
         for (s, r) in group.into_iter().zip(results) {
@@ -289,15 +289,17 @@ fn checkpoint(ledger: &mut Ledger) -> Result<()> {
     Ok(())
 }
 
-fn commit_group(ledger: &mut Ledger, group: &[Submission], stats: &WriterStats) -> Vec<Vec<Outcome>> {
+/// Apply and commit a group. The commands are moved into their journal entries (their
+/// submissions keep their fingerprints, one per command, for the count).
+fn commit_group(ledger: &mut Ledger, group: &mut [Submission], stats: &WriterStats) -> Vec<Vec<Outcome>> {
     let env = ledger.store.env.clone();
     let mut attempt = || -> std::result::Result<Vec<Vec<Outcome>>, LedgerError> {
         let t0 = Instant::now();
         let mut txn = env.write_txn()?;
         let mut out = Vec::with_capacity(group.len());
-        for s in group {
-            let mut rs = Vec::with_capacity(s.cmds.len());
-            for (cmd, fp) in s.cmds.iter().zip(&s.fps) {
+        for s in group.iter_mut() {
+            let mut rs = Vec::with_capacity(s.fps.len());
+            for (cmd, fp) in std::mem::take(&mut s.cmds).into_iter().zip(&s.fps) {
                 match ledger.apply_fingerprinted(&mut txn, cmd, *fp) {
                     // A storage failure poisons the transaction: the whole group is refused.
                     Err(e @ LedgerError::Storage(_)) => return Err(e),
@@ -321,7 +323,7 @@ fn commit_group(ledger: &mut Ledger, group: &[Submission], stats: &WriterStats) 
         Ok(out) => out,
         Err(e) => {
             let _ = ledger.reload();
-            group.iter().map(|s| s.cmds.iter().map(|_| Err(e.clone())).collect()).collect()
+            group.iter().map(|s| s.fps.iter().map(|_| Err(e.clone())).collect()).collect()
         }
     }
 }

@@ -593,11 +593,12 @@ impl Ledger {
 
     /// Apply one command inside the group's write transaction.
     pub fn apply(&mut self, txn: &mut RwTxn<'_>, env: &Envelope) -> Result<Receipt> {
-        self.apply_fingerprinted(txn, env, env.cmd.fingerprint())
+        self.apply_fingerprinted(txn, env.clone(), env.cmd.fingerprint())
     }
 
-    /// `apply` with the command's fingerprint computed by the caller (off the writer thread).
-    pub fn apply_fingerprinted(&mut self, txn: &mut RwTxn<'_>, env: &Envelope, fp: Fingerprint) -> Result<Receipt> {
+    /// `apply` with the command's fingerprint computed by the caller (off the writer thread);
+    /// the command moves into its journal entry.
+    pub fn apply_fingerprinted(&mut self, txn: &mut RwTxn<'_>, env: Envelope, fp: Fingerprint) -> Result<Receipt> {
         check_id("command id", &env.id)?;
         check_time("at", env.at)?;
         if matches!(env.cmd, Command::Expire { .. }) {
@@ -628,7 +629,7 @@ impl Ledger {
             drafts,
             rules: Default::default(),
         };
-        if let Err(e) = self.run(txn, &mut w, env) {
+        if let Err(e) = self.run(txn, &mut w, &env) {
             w.accounts.clear();
             w.drafts.clear();
             self.spare = (w.accounts, w.drafts);
@@ -1406,9 +1407,11 @@ impl Ledger {
 
     // ----- writing -----
 
-    fn flush(&mut self, txn: &mut RwTxn<'_>, mut w: Work, env: &Envelope, fp: Fingerprint) -> Result<Receipt> {
+    fn flush(&mut self, txn: &mut RwTxn<'_>, mut w: Work, env: Envelope, fp: Fingerprint) -> Result<Receipt> {
         let mut entries = Vec::with_capacity(w.drafts.len());
         let mut drafts = std::mem::take(&mut w.drafts);
+        let last = drafts.len() - 1;
+        let (id, mut cmd) = (env.id, Some(env.cmd));
         for (n, d) in drafts.drain(..).enumerate() {
             let seq = w.seq0 + n as u64;
             debug_assert_eq!(seq, self.next_seq);
@@ -1427,10 +1430,11 @@ impl Ledger {
             let e = Entry {
                 v: SCHEMA_VERSION,
                 seq,
-                id: env.id.clone(),
+                id: id.clone(),
                 n: n as u32,
                 at: env.at,
-                cmd: env.cmd.clone(),
+                // the last entry takes the command itself (most commands write one entry)
+                cmd: if n == last { cmd.take() } else { cmd.clone() }.expect("the command until its last entry"),
                 po: d.po,
                 used: d.used,
                 made: d.made,
@@ -1506,8 +1510,8 @@ impl Ledger {
             self.head_dirty = true;
         }
         let rec = IdemRecord { v: SCHEMA_VERSION, seq: w.seq0, h: fp, n: n_entries };
-        self.idem.insert(env.id.as_bytes());
-        self.idem_group.insert(env.id.clone(), rec);
+        self.idem.insert(id.as_bytes());
+        self.idem_group.insert(id, rec);
         self.spare = (std::mem::take(&mut w.accounts), drafts);
         Ok(receipt)
     }
