@@ -238,8 +238,14 @@ impl Receipt {
     /// The receipt of a command from the entries it wrote (one, or one per account for expire).
     pub fn from_entries(es: &[Entry], replayed: bool) -> Receipt {
         let e = &es[0];
+        // sized up front: collecting a flat_map grew each list from empty (~350 instructions
+        // per receipt, callgrind)
         let slices = |pick: fn(&Entry) -> &Vec<Consumed>| {
-            es.iter().flat_map(|e| pick(e).iter().map(|c| (c.t.clone(), c.lot.i, c.n))).collect()
+            let mut out = Vec::with_capacity(es.iter().map(|e| pick(e).len()).sum());
+            for c in es.iter().flat_map(pick) {
+                out.push((c.t.clone(), c.lot.i, c.n));
+            }
+            out
         };
         Receipt {
             id: e.id.clone(),
