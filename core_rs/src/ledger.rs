@@ -88,6 +88,9 @@ pub struct Ledger {
     /// A command's account and draft lists, emptied and kept for the next command (two
     /// allocations and frees per command otherwise).
     spare: (Vec<(AcctKey, Account)>, Vec<Draft>),
+    /// The last system account key built for each kind, as (programme, point type, key): a
+    /// batch posts to the same few, and building a key cost ~260 instructions (callgrind).
+    system_keys: RefCell<[Option<(AcctKey, AcctKey, AcctKey)>; SystemAccount::COUNT]>,
 }
 
 /// A state log record's (key, value) rows, owned.
@@ -224,6 +227,7 @@ impl Ledger {
             rules: RefCell::default(),
             expiry_memo: RefCell::default(),
             spare: Default::default(),
+            system_keys: Default::default(),
         };
         l.reload()?;
         // A log written before history heads holds member states. Once a later record logged a
@@ -748,6 +752,20 @@ impl Ledger {
         get::<Hold>(&self.store.holds, txn, id.as_bytes())?.ok_or_else(|| LedgerError::UnknownHold(id.to_string()))
     }
 
+    /// `store::system_account`, remembered per kind.
+    fn system_key(&self, programme: &str, kind: SystemAccount, point_type: &str) -> AcctKey {
+        let mut memo = self.system_keys.borrow_mut();
+        let slot = &mut memo[kind as usize];
+        if let Some((p, t, key)) = slot {
+            if p == programme && t == point_type {
+                return key.clone();
+            }
+        }
+        let key = system_account(programme, kind, point_type);
+        *slot = Some((AcctKey::from(programme), AcctKey::from(point_type), key.clone()));
+        key
+    }
+
     // ----- lots -----
 
     /// `validity.expiry(earned_at)`, remembered for the next credit.
@@ -939,7 +957,7 @@ impl Ledger {
                 let i = self.acct(txn, w, &key)?;
                 let lot = Lot { i: w.new_lot_id(), r: *amount, a: *amount, e: at, x: self.expiry(&t.validity, at), f: eff, s: w.seq0, g: None };
                 Self::insert_lot(&mut w.accounts[i].1, lot.clone())?;
-                self.post(txn, w, point_type, &system_account(&p.id, SystemAccount::Issuance, point_type), &key, *amount)?;
+                self.post(txn, w, point_type, &self.system_key(&p.id, SystemAccount::Issuance, point_type), &key, *amount)?;
                 let d = w.draft();
                 d.made.push(Consumed { t: AcctKey::from(point_type.as_str()), lot, n: *amount });
                 d.amount = *amount;
@@ -953,7 +971,7 @@ impl Ledger {
                 let used = self.take(txn, w, &accts, *amount, at, true)?;
                 Self::check_order_rules(p, &used, *amount)?;
                 for c in &used {
-                    self.post(txn, w, &c.t, &member_account(member, &c.t), &system_account(&p.id, SystemAccount::Redemption, &c.t), c.n)?;
+                    self.post(txn, w, &c.t, &member_account(member, &c.t), &self.system_key(&p.id, SystemAccount::Redemption, &c.t), c.n)?;
                 }
                 let d = w.draft();
                 d.used = used;
@@ -977,7 +995,7 @@ impl Ledger {
                 Self::check_order_rules(p, &used, *amount)?;
                 for c in &used {
                     let key = member_account(member, &c.t);
-                    self.post(txn, w, &c.t, &key, &system_account(&p.id, SystemAccount::Holds, &c.t), c.n)?;
+                    self.post(txn, w, &c.t, &key, &self.system_key(&p.id, SystemAccount::Holds, &c.t), c.n)?;
                     let i = self.acct(txn, w, &key)?;
                     w.accounts[i].1.hd += c.n;
                 }
@@ -1044,7 +1062,7 @@ impl Ledger {
                 }
                 let (captured, released) = split_slices(&h.consumed, n);
                 for c in &captured {
-                    self.post(txn, w, &c.t, &system_account(&h.programme, SystemAccount::Holds, &c.t), &system_account(&h.programme, SystemAccount::Redemption, &c.t), c.n)?;
+                    self.post(txn, w, &c.t, &self.system_key(&h.programme, SystemAccount::Holds, &c.t), &self.system_key(&h.programme, SystemAccount::Redemption, &c.t), c.n)?;
                 }
                 self.release(txn, w, &h, &released)?;
                 self.unpin(txn, w, &h)?;
@@ -1113,11 +1131,11 @@ impl Ledger {
                 let src = member_account(member, from_type);
                 let dst = member_account(member, to_type);
                 let used = self.take(txn, w, &[(from_type.clone(), src.clone())], *amount, at, true)?;
-                self.post(txn, w, from_type, &src, &system_account(&p.id, SystemAccount::Conversion, from_type), *amount)?;
+                self.post(txn, w, from_type, &src, &self.system_key(&p.id, SystemAccount::Conversion, from_type), *amount)?;
                 let lot = Lot { i: w.new_lot_id(), r: credited, a: credited, e: at, x: self.expiry(&tt.validity, at), f: at, s: w.seq0, g: None };
                 let di = self.acct(txn, w, &dst)?;
                 Self::insert_lot(&mut w.accounts[di].1, lot.clone())?;
-                self.post(txn, w, to_type, &system_account(&p.id, SystemAccount::Conversion, to_type), &dst, credited)?;
+                self.post(txn, w, to_type, &self.system_key(&p.id, SystemAccount::Conversion, to_type), &dst, credited)?;
                 let d = w.draft();
                 d.used = used;
                 d.made = vec![Consumed { t: AcctKey::from(to_type.as_str()), lot, n: credited }];
@@ -1174,7 +1192,7 @@ impl Ledger {
     fn release(&self, txn: &RwTxn<'_>, w: &mut Work, h: &Hold, slices: &[Consumed]) -> Result<()> {
         for c in slices {
             let key = member_account(&h.member, &c.t);
-            self.post(txn, w, &c.t, &system_account(&h.programme, SystemAccount::Holds, &c.t), &key, c.n)?;
+            self.post(txn, w, &c.t, &self.system_key(&h.programme, SystemAccount::Holds, &c.t), &key, c.n)?;
             let i = self.acct(txn, w, &key)?;
             Self::restore(&mut w.accounts[i].1, c, c.n)?;
         }
@@ -1240,7 +1258,7 @@ impl Ledger {
                 let m = self.member(txn, w, member)?;
                 let key = member_account(member, point_type);
                 let used = self.claw_back(txn, w, at, point_type, &key, &made_lots, n)?;
-                self.post(txn, w, point_type, &key, &system_account(&m.programme, SystemAccount::Issuance, point_type), n)?;
+                self.post(txn, w, point_type, &key, &self.system_key(&m.programme, SystemAccount::Issuance, point_type), n)?;
                 w.draft().used = used;
             }
             Command::Transfer { from, to, point_type, .. } => {
@@ -1264,13 +1282,13 @@ impl Ledger {
                 let used = if back > 0 {
                     let key = member_account(member, to_type);
                     let used = self.claw_back(txn, w, at, to_type, &key, &made_lots, back)?;
-                    self.post(txn, w, to_type, &key, &system_account(&m.programme, SystemAccount::Conversion, to_type), back)?;
+                    self.post(txn, w, to_type, &key, &self.system_key(&m.programme, SystemAccount::Conversion, to_type), back)?;
                     used
                 } else {
                     vec![]
                 };
                 let restored = self.restore_used(txn, w, member, &e.used, done, n)?;
-                self.post(txn, w, from_type, &system_account(&m.programme, SystemAccount::Conversion, from_type), &member_account(member, from_type), n)?;
+                self.post(txn, w, from_type, &self.system_key(&m.programme, SystemAccount::Conversion, from_type), &member_account(member, from_type), n)?;
                 let d = w.draft();
                 d.used = used;
                 d.made = restored;
@@ -1287,7 +1305,7 @@ impl Ledger {
                 let m = self.member(txn, w, &member)?;
                 let restored = self.restore_used(txn, w, &member, &e.used, done, n)?;
                 for c in &restored {
-                    self.post(txn, w, &c.t, &system_account(&m.programme, SystemAccount::Redemption, &c.t), &member_account(&member, &c.t), c.n)?;
+                    self.post(txn, w, &c.t, &self.system_key(&m.programme, SystemAccount::Redemption, &c.t), &member_account(&member, &c.t), c.n)?;
                 }
                 w.draft().made = restored;
             }
@@ -1388,7 +1406,7 @@ impl Ledger {
             let i = self.acct(txn, w, &key)?;
             w.accounts[i].1.lots.retain(|l| !lots.iter().any(|x| x.i == l.i));
             let n: i64 = lots.iter().map(|l| l.r).sum();
-            self.post(txn, w, t, &key, &system_account(&m.programme, SystemAccount::Breakage, t), n)?;
+            self.post(txn, w, t, &key, &self.system_key(&m.programme, SystemAccount::Breakage, t), n)?;
             let d = w.draft();
             d.used = lots.into_iter().map(|l| Consumed { t: AcctKey::from(t), n: l.r, lot: l }).collect();
             d.amount = n;

@@ -730,6 +730,9 @@ pub enum SystemAccount {
 }
 
 impl SystemAccount {
+    /// kinds (the last one's discriminant + 1, checked below)
+    pub const COUNT: usize = 5;
+
     pub fn name(self) -> &'static str {
         match self {
             SystemAccount::Issuance => "issuance",
@@ -740,6 +743,8 @@ impl SystemAccount {
         }
     }
 }
+
+const _: () = assert!(SystemAccount::Conversion as usize + 1 == SystemAccount::COUNT);
 
 pub fn system_account(programme: &str, kind: SystemAccount, point_type: &str) -> AcctKey {
     concat(&["#", programme, "/", kind.name(), "/", point_type])
