@@ -32,8 +32,7 @@ struct Layer {
     ids: u64,
 }
 
-/// The two hashes of a key, for this filter and for a state log record's (`store::StateLogBlob`).
-pub(crate) fn hash(id: &[u8]) -> (u64, u64) {
+fn hash(id: &[u8]) -> (u64, u64) {
     // Two independent 64-bit hashes: the first picks the block, the second (and a mix of
     // both) the bits in it. Not adversarial-safe, which only costs an LMDB lookup on a collision.
     let h1 = rustc_hash::FxHasher::default();

@@ -245,12 +245,17 @@ impl StateLogBlob {
     /// False when the record certainly lacks `key` (its filter says so); a record without a
     /// filter may hold any key.
     pub fn may_hold(blob: &[u8], key: &[u8]) -> Result<bool> {
+        Self::may_hold_hashed(blob, filter_hash(key))
+    }
+
+    /// `may_hold` with the key's `filter_hash`, computed once for a search of many records.
+    fn may_hold_hashed(blob: &[u8], hash: (u64, u64)) -> Result<bool> {
         let index = Self::index_at(blob)?;
         let blocks = index.saturating_sub(Self::HEADER) / Self::BLOCK_BYTES;
         if blob[0] != Self::VERSION || blocks == 0 {
             return Ok(true);
         }
-        let (b, bits) = crate::idem_filter::probes(filter_hash(key), blocks);
+        let (b, bits) = crate::idem_filter::probes(hash, blocks);
         let block = &blob[Self::HEADER + b * Self::BLOCK_BYTES..][..Self::BLOCK_BYTES];
         Ok(bits.iter().all(|&bit| block[bit as usize / 8] & (1 << (bit % 8)) != 0))
     }
@@ -298,7 +303,12 @@ impl StateLogBlob {
     }
 
     pub fn find<'a>(blob: &'a [u8], key: &[u8]) -> Result<Option<&'a [u8]>> {
-        if !Self::may_hold(blob, key)? {
+        Self::find_hashed(blob, key, filter_hash(key))
+    }
+
+    /// `find` with the key's `filter_hash`, computed once for a search of many records.
+    fn find_hashed<'a>(blob: &'a [u8], key: &[u8], hash: (u64, u64)) -> Result<Option<&'a [u8]>> {
+        if !Self::may_hold_hashed(blob, hash)? {
             return Ok(None);
         }
         let n = Self::len(blob)?;
@@ -473,9 +483,10 @@ pub fn get_logged_bytes<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag, key:
 /// The newest value the state log holds for `key` (None: the log lacks it).
 fn in_log<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag, key: &[u8]) -> Result<Option<&'t [u8]>> {
     let tagged = tag.key(key);
+    let hash = filter_hash(&tagged);
     for item in store.state_log.rev_iter(txn)? {
         let (_, blob) = item?;
-        if let Some(v) = StateLogBlob::find(blob, &tagged)? {
+        if let Some(v) = StateLogBlob::find_hashed(blob, &tagged, hash)? {
             return Ok(Some(v));
         }
     }
