@@ -299,7 +299,12 @@ fn commit_group(ledger: &mut Ledger, group: &mut [Submission], stats: &WriterSta
         let mut out = Vec::with_capacity(group.len());
         for s in group.iter_mut() {
             let mut rs = Vec::with_capacity(s.fps.len());
-            for (cmd, fp) in std::mem::take(&mut s.cmds).into_iter().zip(&s.fps) {
+            let mut cmds = std::mem::take(&mut s.cmds).into_iter();
+            for (i, fp) in s.fps.iter().enumerate() {
+                if i % WARM_AHEAD_COMMANDS == 0 {
+                    ledger.warm(&cmds.as_slice()[..WARM_AHEAD_COMMANDS.min(cmds.len())]);
+                }
+                let cmd = cmds.next().expect("one fingerprint per command");
                 match ledger.apply_fingerprinted(&mut txn, cmd, *fp) {
                     // A storage failure poisons the transaction: the whole group is refused.
                     Err(e @ LedgerError::Storage(_)) => return Err(e),

@@ -126,6 +126,14 @@ impl IdemFilter {
         Ok(f)
     }
 
+    /// Start loading the blocks `may_contain(id)` will read (a hint: it never waits).
+    pub fn prefetch(&self, id: &[u8]) {
+        let h = hash(id);
+        for l in &self.layers {
+            crate::prefetch(&l.blocks[probes(h, l.blocks.len()).0]);
+        }
+    }
+
     pub fn insert(&mut self, id: &[u8]) {
         let last = self.layers.last_mut().expect("a filter has a layer");
         if last.is_full() {

@@ -14,6 +14,7 @@ use heed::{PutFlags, RwTxn};
 
 use crate::command::*;
 use crate::error::{invalid, LedgerError, Result};
+use crate::hot_map::HotMap;
 use crate::idem_filter::IdemFilter;
 use crate::sealer::Sealer;
 use crate::limits::*;
@@ -42,7 +43,7 @@ pub struct Ledger {
     /// abort and when it outgrows ACCOUNT_CACHE_ENTRIES_MAX.
     /// Keys are inline strings (`AcctKey`): at a million members a lookup's key comparison
     /// would otherwise chase a heap pointer, one more cache miss per account touched.
-    accounts: RefCell<FxHashMap<AcctKey, Account>>,
+    accounts: RefCell<HotMap<Account>>,
     /// Accounts this group changed, each with its history head after the change (a member
     /// account is logged as its newest head, without a lookup in `accounts`).
     accounts_dirty: Vec<(AcctKey, u64)>,
@@ -79,7 +80,7 @@ pub struct Ledger {
     /// Full checkpoints so far (on close, before expire, past the log's hard bounds).
     pub full_checkpoints: u64,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
-    members: RefCell<FxHashMap<AcctKey, Rc<Member>>>,
+    members: RefCell<HotMap<Rc<Member>>>,
     /// Compiled rule sets and write-behind member rule states (rules/apply.rs).
     rules: RefCell<rules_apply::RulesCache>,
     /// The last expiry computed, as (policy, earned at, expiry): a batch's credits share their
@@ -377,9 +378,9 @@ impl Ledger {
             let gained = run.len() as u32;
             LogTag::Account.key_into(&mut key, k.as_bytes());
             if is_system_account(k) {
-                blob.push(&key, |out| encode_into(out, &cache[k]));
+                blob.push(&key, |out| encode_into(out, &cache[k.as_str()]));
             } else {
-                debug_assert_eq!(*head, cache[k].ls, "the newest head logged for {k}");
+                debug_assert_eq!(*head, cache[k.as_str()].ls, "the newest head logged for {k}");
                 assert!(*head >> 56 == 0, "a logged head's top byte is 0 (readers tell a head with its state by it)");
                 let chain = match self.chains.get_mut(k) {
                     Some(n) => {
@@ -395,7 +396,7 @@ impl Ledger {
                     // head, then the state as of it (`store::account_value`)
                     blob.push(&key, |out| {
                         out.extend_from_slice(&head.to_be_bytes());
-                        encode_into(out, &cache[k]);
+                        encode_into(out, &cache[k.as_str()]);
                     });
                 } else {
                     blob.push(&key, |out| out.extend_from_slice(&head.to_be_bytes()));
@@ -643,6 +644,71 @@ impl Ledger {
             w.drafts.push(Draft::default());
         }
         self.flush(txn, w, env, fp)
+    }
+
+    /// Start loading what the next commands will read from the in-memory caches: their ids'
+    /// filter blocks, their members, their accounts and those accounts' lots. At a million
+    /// members each is a cache miss or two, which `apply` would wait on one after another;
+    /// here every load is started for all of `envs` in one step before the loads that depend
+    /// on it in the next (`hot_map`), so they overlap. Changes nothing.
+    pub fn warm(&self, envs: &[Envelope]) {
+        let (members, accounts) = (self.members.borrow(), self.accounts.borrow());
+        // 1. slots: each member's, and each account's whose point type the command names
+        let mut member_slots = Vec::with_capacity(envs.len());
+        let mut account_slots = Vec::with_capacity(envs.len());
+        for e in envs {
+            self.idem.prefetch(e.id.as_bytes());
+            let (member, point_type) = match &e.cmd {
+                Command::Credit { member, point_type, .. } => (member, Some(point_type)),
+                Command::Redeem { member, point_type, .. } => (member, point_type.as_ref()),
+                _ => continue,
+            };
+            member_slots.push((member.as_str(), members.prefetch_slot(member)));
+            if let Some(t) = point_type {
+                let key = member_account(member, t);
+                account_slots.push((accounts.prefetch_slot(&key), key));
+            }
+        }
+        // 2. items
+        for (_, h) in &member_slots {
+            members.prefetch_item(*h);
+        }
+        for (h, _) in &account_slots {
+            accounts.prefetch_item(*h);
+        }
+        // 3. what the items point to: a member's record, an account's lots
+        let found: Vec<&Rc<Member>> = member_slots.iter().filter_map(|(id, h)| members.get_hashed(*h, id)).collect();
+        for m in &found {
+            crate::prefetch(Rc::as_ptr(m));
+        }
+        for (h, key) in &account_slots {
+            if let Some(a) = accounts.get_hashed(*h, key) {
+                crate::prefetch(a.lots.as_ptr());
+            }
+        }
+        // 4. the member's programme id (read by every command); a redeem from any point type
+        // learns its accounts only now, and its loads start here
+        for m in &found {
+            crate::prefetch(m.programme.as_ptr());
+        }
+        let mut late = vec![];
+        for e in envs {
+            if let Command::Redeem { member, point_type: None, .. } = &e.cmd {
+                let programme = found.iter().find(|m| m.id == *member).and_then(|m| self.programmes.get(&m.programme));
+                for t in programme.iter().flat_map(|p| &p.types) {
+                    let key = member_account(member, &t.id);
+                    late.push((accounts.prefetch_slot(&key), key));
+                }
+            }
+        }
+        for (h, _) in &late {
+            accounts.prefetch_item(*h);
+        }
+        for (h, key) in &late {
+            if let Some(a) = accounts.get_hashed(*h, key) {
+                crate::prefetch(a.lots.as_ptr());
+            }
+        }
     }
 
     /// The idempotency record of command `id`: written by this group, still in the state log,

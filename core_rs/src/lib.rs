@@ -4,6 +4,7 @@ pub mod audit;
 pub mod command;
 pub mod engine;
 pub mod error;
+pub mod hot_map;
 pub mod idem_filter;
 pub mod journal;
 pub mod ledger;
@@ -69,4 +70,16 @@ fn keep_lmdb_buffers() {}
 pub fn allocator_purge_delay_ms() -> std::os::raw::c_long {
     // SAFETY: reads an option value.
     unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
+}
+
+/// Start loading the cache line at `p` (a hint: it never waits, and does nothing off x86-64).
+#[inline(always)]
+pub(crate) fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch does not access memory architecturally; any address is allowed.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p as *const i8)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }

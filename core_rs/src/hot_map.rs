@@ -1,0 +1,244 @@
+//! A map from string keys to values for the writer's caches of members and accounts, built so
+//! a lookup can be prefetched in steps (`Ledger::warm`). At a million members every lookup in
+//! these caches is a cache miss or two, and a hash map's lookup waits on each: its first load
+//! needs the table, its second what the first found. Here the first line a key needs (its
+//! slot) follows from its hash alone, the second (its item) from that slot, so the writer
+//! starts both loads for the next commands, one step each, and finds them arrived when it
+//! applies them.
+//!
+//! Open addressing with linear probing over a power-of-two table of `u64` slots, each the
+//! hash's high 32 bits and an index into a list of items (key, value, hash). The table is at
+//! most half full. No removal: the caches only grow, and are cleared whole.
+use std::hash::Hasher;
+
+use crate::model::AcctKey;
+
+pub struct HotMap<V> {
+    /// 0 = empty, else (hash >> 32) << 32 | (item index + 1)
+    slots: Vec<u64>,
+    items: Vec<Item<V>>,
+}
+
+struct Item<V> {
+    hash: u64,
+    key: AcctKey,
+    value: V,
+}
+
+/// A key's hash, from `HotMap::prefetch_slot`, for the later steps of one lookup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hashed(u64);
+
+pub fn hash(key: &str) -> Hashed {
+    let mut h = rustc_hash::FxHasher::default();
+    h.write(key.as_bytes());
+    // Fx mixes its last bytes poorly into the low bits, which pick the slot: fold the high
+    // half in and multiply again.
+    let x = h.finish();
+    Hashed((x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9))
+}
+
+const SLOTS_MIN: usize = 16;
+
+impl<V> Default for HotMap<V> {
+    fn default() -> Self {
+        HotMap { slots: Vec::new(), items: Vec::new() }
+    }
+}
+
+impl<V> HotMap<V> {
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn clear(&mut self) {
+        self.slots = Vec::new();
+        self.items = Vec::new();
+    }
+
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
+    }
+
+    /// The index of `key`'s item, if present.
+    fn find(&self, h: Hashed, key: &str) -> Option<usize> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let (mask, tag) = (self.mask(), h.0 >> 32);
+        let mut i = h.0 as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return None;
+            }
+            if s >> 32 == tag {
+                let at = (s as u32 - 1) as usize;
+                if self.items[at].key == key {
+                    return Some(at);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&V> {
+        self.get_hashed(hash(key), key)
+    }
+
+    /// `get` with the key's hash computed before (by `prefetch_slot`).
+    pub fn get_hashed(&self, h: Hashed, key: &str) -> Option<&V> {
+        debug_assert_eq!(h, hash(key));
+        self.find(h, key).map(|i| &self.items[i].value)
+    }
+
+    pub fn get_mut(&mut self, key: &str) -> Option<&mut V> {
+        self.find(hash(key), key).map(|i| &mut self.items[i].value)
+    }
+
+    /// Insert or replace; returns the value replaced.
+    pub fn insert(&mut self, key: AcctKey, value: V) -> Option<V> {
+        let h = hash(&key);
+        if let Some(i) = self.find(h, &key) {
+            return Some(std::mem::replace(&mut self.items[i].value, value));
+        }
+        if (self.items.len() + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let at = self.items.len();
+        assert!(at < u32::MAX as usize, "a HotMap holds fewer than 2^32 - 1 items");
+        self.items.push(Item { hash: h.0, key, value });
+        self.place(h.0, at);
+        None
+    }
+
+    fn place(&mut self, h: u64, at: usize) {
+        let mask = self.mask();
+        let mut i = h as usize & mask;
+        while self.slots[i] != 0 {
+            i = (i + 1) & mask;
+        }
+        self.slots[i] = (h >> 32) << 32 | (at as u64 + 1);
+    }
+
+    fn grow(&mut self) {
+        self.slots = vec![0; (self.slots.len() * 2).max(SLOTS_MIN)];
+        for at in 0..self.items.len() {
+            self.place(self.items[at].hash, at);
+        }
+    }
+
+    /// First step of a prefetched lookup: start loading `key`'s slot. Never waits.
+    pub fn prefetch_slot(&self, key: &str) -> Hashed {
+        let h = hash(key);
+        if !self.slots.is_empty() {
+            crate::prefetch(&self.slots[h.0 as usize & self.mask()]);
+        }
+        h
+    }
+
+    /// Second step: start loading the item the key's slot points to (the first with its hash
+    /// tag; a collision in the tag only costs a useless load). Reads the slot.
+    pub fn prefetch_item(&self, h: Hashed) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let (mask, tag) = (self.mask(), h.0 >> 32);
+        let mut i = h.0 as usize & mask;
+        loop {
+            let s = self.slots[i];
+            if s == 0 {
+                return;
+            }
+            if s >> 32 == tag {
+                crate::prefetch(&self.items[(s as u32 - 1) as usize]);
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// `map[key]`: the value, which must be present.
+impl<V> std::ops::Index<&str> for HotMap<V> {
+    type Output = V;
+    fn index(&self, key: &str) -> &V {
+        self.get(key).unwrap_or_else(|| panic!("{key:?} is not in the map"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u16, u32),
+        Get(u16),
+        GetMut(u16, u32),
+        Clear,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        // few distinct keys, so inserts often replace; clears are rare
+        prop_oneof![
+            8 => (0u16..600, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            6 => (0u16..700).prop_map(Op::Get),
+            3 => (0u16..600, any::<u32>()).prop_map(|(k, v)| Op::GetMut(k, v)),
+            1 => Just(Op::Clear),
+        ]
+    }
+
+    proptest! {
+        /// Every step agrees with std's HashMap, and the prefetching steps find what `get` finds.
+        #[test]
+        fn behaves_as_a_hash_map(ops in proptest::collection::vec(op(), 1..1500)) {
+            let (mut hot, mut model) = (HotMap::default(), HashMap::new());
+            let key = |k: u16| format!("member-{k}/points");
+            for op in ops {
+                match op {
+                    Op::Insert(k, v) => prop_assert_eq!(hot.insert(AcctKey::from(key(k)), v), model.insert(key(k), v)),
+                    Op::Get(k) => {
+                        let h = hot.prefetch_slot(&key(k));
+                        hot.prefetch_item(h);
+                        prop_assert_eq!(hot.get_hashed(h, &key(k)), model.get(&key(k)));
+                        prop_assert_eq!(hot.get(&key(k)), model.get(&key(k)));
+                    }
+                    Op::GetMut(k, v) => {
+                        let (a, b) = (hot.get_mut(&key(k)), model.get_mut(&key(k)));
+                        prop_assert_eq!(a.is_some(), b.is_some());
+                        if let (Some(a), Some(b)) = (a, b) {
+                            *a = v;
+                            *b = v;
+                        }
+                    }
+                    Op::Clear => {
+                        hot.clear();
+                        model.clear();
+                    }
+                }
+                prop_assert_eq!(hot.len(), model.len());
+                prop_assert!(hot.slots.is_empty() || hot.items.len() * 2 <= hot.slots.len(), "at most half full");
+            }
+        }
+    }
+
+    #[test]
+    fn keys_whose_slots_collide_are_all_found() {
+        // a tiny table: 20 keys share 64 slots, so probes run past taken slots
+        let mut hot = HotMap::default();
+        for k in 0..20u32 {
+            hot.insert(AcctKey::from(format!("k{k}")), k);
+        }
+        assert_eq!(hot.slots.len(), 64);
+        assert!((0..20u32).all(|k| hot.get(&format!("k{k}")) == Some(&k)));
+        assert_eq!(hot.get("k20"), None);
+        assert_eq!(hot.get(""), None);
+    }
+}
