@@ -92,6 +92,8 @@ pub struct Ledger {
     /// The last system account key built for each kind, as (programme, point type, key): a
     /// batch posts to the same few, and building a key cost ~260 instructions (callgrind).
     system_keys: RefCell<[Option<(AcctKey, AcctKey, AcctKey)>; SystemAccount::COUNT]>,
+    /// Emptied lists of sealed entries, for the next entries (`ListPool`).
+    lists: ListPool,
 }
 
 /// A state log record's (key, value) rows, owned.
@@ -167,12 +169,15 @@ struct Work {
     cards: Vec<(String, Option<Card>)>,
     drafts: Vec<Draft>,
     rules: rules_apply::RulesWork,
+    /// the writer's emptied entry lists, lent to this command
+    lists: ListPool,
 }
 
 impl Work {
     fn draft(&mut self) -> &mut Draft {
         if self.drafts.is_empty() {
-            self.drafts.push(Draft::default());
+            let (po, made) = (self.lists.postings(), self.lists.consumed());
+            self.drafts.push(Draft { po, made, ..Draft::default() });
         }
         self.drafts.last_mut().unwrap()
     }
@@ -229,6 +234,7 @@ impl Ledger {
             expiry_memo: RefCell::default(),
             spare: Default::default(),
             system_keys: Default::default(),
+            lists: ListPool::default(),
         };
         l.reload()?;
         // A log written before history heads holds member states. Once a later record logged a
@@ -633,11 +639,13 @@ impl Ledger {
             cards: vec![],
             drafts,
             rules: Default::default(),
+            lists: std::mem::take(&mut self.lists),
         };
         if let Err(e) = self.run(txn, &mut w, &env) {
             w.accounts.clear();
             w.drafts.clear();
             self.spare = (w.accounts, w.drafts);
+            self.lists = w.lists;
             return Err(e);
         }
         if w.drafts.is_empty() {
@@ -881,7 +889,7 @@ impl Ledger {
             return Err(LedgerError::InsufficientPoints { requested: amount, available });
         }
         let mut left = amount;
-        let mut used = vec![];
+        let mut used = w.lists.consumed();
         for (t, i) in idx {
             let acct = &mut w.accounts[i].1;
             for lot in acct.lots.iter_mut() {
@@ -1500,7 +1508,7 @@ impl Ledger {
             let seq = w.seq0 + n as u64;
             debug_assert_eq!(seq, self.next_seq);
             // History chain: each member account touched remembers this entry as its newest.
-            let mut links: Vec<Link> = vec![];
+            let mut links = w.lists.links();
             for p in &d.po {
                 for key in [&p.from, &p.to].into_iter().chain(d.touch.iter()) {
                     if is_system_account(key) || links.iter().any(|l| l.acct == key) {
@@ -1535,7 +1543,7 @@ impl Ledger {
             self.next_seq = seq + 1;
             entries.push(e);
         }
-        self.attach_effects(&w, &mut entries);
+        self.attach_effects(&mut w, &mut entries);
         let receipt = Receipt::from_entries(&entries, false);
         let n_entries = entries.len() as u32;
         let sealer = self.sealer.get_mut();
@@ -1597,27 +1605,29 @@ impl Ledger {
         self.idem.insert(id.as_bytes());
         self.idem_group.insert(id, rec);
         self.spare = (std::mem::take(&mut w.accounts), drafts);
+        self.lists = w.lists;
+        self.lists.absorb(std::mem::take(&mut self.sealer.get_mut().lists));
         Ok(receipt)
     }
 
     /// Record what the command did to each member account it changed (its state in the cache,
     /// read through by `acct`, against its state in `w`) on the command's last entry in that
     /// account's history, or its last entry.
-    fn attach_effects(&self, w: &Work, entries: &mut [Entry]) {
+    fn attach_effects(&self, w: &mut Work, entries: &mut [Entry]) {
         let cache = self.accounts.borrow();
         let none = Account::default();
-        let mut fx: Vec<Vec<Effect>> = vec![vec![]; entries.len()];
         for (k, after) in &w.accounts {
             if is_system_account(k) {
                 continue;
             }
-            if let Some(e) = after.effect_since(cache.get(k).unwrap_or(&none), k) {
+            if let Some(e) = after.effect_since(cache.get(k).unwrap_or(&none), k, &mut w.lists) {
                 let i = entries.iter().rposition(|en| en.links.iter().any(|l| l.acct == *k)).unwrap_or(entries.len() - 1);
-                fx[i].push(e);
+                entries[i].fx.get_or_insert_with(|| w.lists.effects()).push(e);
             }
         }
-        for (e, f) in entries.iter_mut().zip(fx) {
-            e.fx = Some(f);
+        // every entry records its effects, none or some
+        for e in entries.iter_mut() {
+            e.fx.get_or_insert_with(Vec::new);
         }
     }
 }

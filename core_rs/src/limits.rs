@@ -24,6 +24,11 @@ pub const QUEUE_DEPTH_MAX: usize = 1_024;
 /// (`Ledger::warm`): enough to overlap their cache misses, few enough that what they load
 /// (~10 lines each) stays in the first-level cache until they are applied.
 pub const WARM_AHEAD_COMMANDS: usize = 16;
+/// Emptied entry lists of each kind the writer keeps for its next entries (`model::ListPool`):
+/// sixteen seal chunks' worth (`SEAL_CHUNK_ENTRIES`), where one command takes one or two.
+pub const LIST_POOL_LISTS_MAX: usize = 4_096;
+/// Longer lists are freed, not kept (an `expire` entry can hold thousands of postings).
+pub const LIST_POOL_CAPACITY_MAX: usize = 16;
 /// Point types in one programme.
 pub const POINT_TYPES_PER_PROGRAMME_MAX: usize = 16;
 /// Live lots kept on one account; a credit past this is refused (merge or expire first).

@@ -16,6 +16,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 use crate::command::Entry;
 use crate::error::{LedgerError, Result};
 use crate::journal::{ChunkWriter, SealedChunk};
+use crate::model::ListPool;
 use crate::limits::{JOURNAL_CHUNK_ENTRIES_MAX, SEAL_CHUNK_ENTRIES, SEAL_CHUNKS_IN_FLIGHT_MAX};
 use crate::store::{encode, encode_into};
 
@@ -34,6 +35,8 @@ struct Sealed {
     chunks: Vec<SealedChunk>,
     /// the hash of the batch's last entry
     head: Vec<u8>,
+    /// the entries' lists, emptied, for the writer's next entries
+    lists: ListPool,
 }
 
 pub struct Sealer {
@@ -50,6 +53,8 @@ pub struct Sealer {
     ready: VecDeque<SealedChunk>,
     /// an entry's bytes while it is hashed, before they are copied into their chunk
     scratch: Vec<u8>,
+    /// lists of sealed entries, sent back emptied, not yet taken by the writer
+    pub lists: ListPool,
 }
 
 impl Sealer {
@@ -67,7 +72,8 @@ impl Sealer {
                         last = h;
                     }
                     let chunks = seal_batch(&mut job.entries, &mut last, &mut scratch);
-                    if tx.send(Sealed { chunks, head: last.clone() }).is_err() {
+                    let lists = keep_lists(job.entries);
+                    if tx.send(Sealed { chunks, head: last.clone(), lists }).is_err() {
                         break;
                     }
                 }
@@ -82,6 +88,7 @@ impl Sealer {
             batch: Vec::new(),
             ready: VecDeque::new(),
             scratch: Vec::with_capacity(ENTRY_BUFFER_BYTES),
+            lists: ListPool::default(),
         })
     }
 
@@ -115,6 +122,7 @@ impl Sealer {
         self.outstanding -= 1;
         self.head = s.head;
         self.ready.extend(s.chunks);
+        self.lists.absorb(s.lists);
     }
 
     /// Chunks that are back already, without waiting.
@@ -131,6 +139,7 @@ impl Sealer {
         if self.outstanding == 0 {
             let mut batch = std::mem::take(&mut self.batch);
             self.ready.extend(seal_batch(&mut batch, &mut self.head, &mut self.scratch));
+            self.lists.absorb(keep_lists(batch));
         } else {
             self.send()?;
         }
@@ -177,6 +186,21 @@ impl Drop for Sealer {
             let _ = t.join();
         }
     }
+}
+
+/// The lists of sealed entries, emptied (`ListPool`); the rest of each entry is dropped here.
+fn keep_lists(entries: Vec<Entry>) -> ListPool {
+    let mut lists = ListPool::default();
+    for e in entries {
+        lists.keep_postings(e.po);
+        lists.keep_consumed(e.used);
+        lists.keep_consumed(e.made);
+        lists.keep_links(e.links);
+        if let Some(fx) = e.fx {
+            lists.keep_effects(fx);
+        }
+    }
+    lists
 }
 
 /// Seal a batch of consecutive entries into journal chunks of at most JOURNAL_CHUNK_ENTRIES_MAX.
