@@ -671,22 +671,22 @@ impl Ledger {
                 Command::Redeem { member, point_type, .. } => (member, point_type.as_ref()),
                 _ => continue,
             };
-            member_slots.push((member.as_str(), members.prefetch_slot(member)));
+            member_slots.push((e, member.as_str(), members.prefetch_slot(member)));
             if let Some(t) = point_type {
                 let key = member_account(member, t);
                 account_slots.push((accounts.prefetch_slot(&key), key));
             }
         }
         // 2. items
-        for (_, h) in &member_slots {
+        for (_, _, h) in &member_slots {
             members.prefetch_item(*h);
         }
         for (h, _) in &account_slots {
             accounts.prefetch_item(*h);
         }
         // 3. what the items point to: a member's record, an account's lots
-        let found: Vec<&Rc<Member>> = member_slots.iter().filter_map(|(id, h)| members.get_hashed(*h, id)).collect();
-        for m in &found {
+        let found: Vec<(&Envelope, &Rc<Member>)> = member_slots.iter().filter_map(|(e, id, h)| Some((*e, members.get_hashed(*h, id)?))).collect();
+        for (_, m) in &found {
             crate::prefetch(Rc::as_ptr(m));
         }
         for (h, key) in &account_slots {
@@ -696,14 +696,13 @@ impl Ledger {
         }
         // 4. the member's programme id (read by every command); a redeem from any point type
         // learns its accounts only now, and its loads start here
-        for m in &found {
+        for (_, m) in &found {
             crate::prefetch(m.programme.as_ptr());
         }
         let mut late = vec![];
-        for e in envs {
+        for (e, m) in &found {
             if let Command::Redeem { member, point_type: None, .. } = &e.cmd {
-                let programme = found.iter().find(|m| m.id == *member).and_then(|m| self.programmes.get(&m.programme));
-                for t in programme.iter().flat_map(|p| &p.types) {
+                for t in self.programmes.get(&m.programme).iter().flat_map(|p| &p.types) {
                     let key = member_account(member, &t.id);
                     late.push((accounts.prefetch_slot(&key), key));
                 }
@@ -791,7 +790,7 @@ impl Ledger {
         if let Some(i) = w.accounts.iter().position(|(k, _)| k == key) {
             return Ok(i);
         }
-        let cached = self.accounts.borrow().get(key).map(Account::clone_with_room);
+        let cached = self.accounts.borrow().get(key).map(|a| a.clone_with_room(w.lists.lots()));
         let a = match cached {
             Some(a) => a,
             None => {
@@ -1560,7 +1559,10 @@ impl Ledger {
             } else if !self.system_dirty.contains(&k) {
                 self.system_dirty.insert(k.clone());
             }
-            cache.insert(k, a);
+            // the state replaced: its lots list was just read for the command's copy
+            if let Some(old) = cache.insert(k, a) {
+                w.lists.keep_lots(old.lots);
+            }
         }
         drop(cache);
         for m in &w.members {

@@ -334,8 +334,10 @@ impl Account {
 
     /// A copy for a command to change, with room for one more lot: a credit's new lot then
     /// goes in without growing the list (a reallocation per credit).
-    pub fn clone_with_room(&self) -> Account {
-        let mut lots = Vec::with_capacity(self.lots.len() + 1);
+    /// The copy's lots go into `lots` (an emptied list from the writer's `ListPool`).
+    pub fn clone_with_room(&self, mut lots: Vec<Lot>) -> Account {
+        lots.clear();
+        lots.reserve(self.lots.len() + 1);
         lots.extend_from_slice(&self.lots);
         Account { v: self.v, b: self.b, hd: self.hd, ls: self.ls, lots }
     }
