@@ -1608,7 +1608,10 @@ impl Ledger {
         self.idem_group.insert(id, rec);
         self.spare = (std::mem::take(&mut w.accounts), drafts);
         self.lists = w.lists;
-        self.lists.absorb(std::mem::take(&mut self.sealer.get_mut().lists));
+        let sealer = self.sealer.get_mut();
+        if !sealer.lists.is_empty() {
+            self.lists.absorb(std::mem::take(&mut sealer.lists));
+        }
         Ok(receipt)
     }
 

@@ -445,9 +445,15 @@ fn keep<T>(pool: &mut Vec<Vec<T>>, mut list: Vec<T>) {
     }
 }
 
-fn absorb<T>(pool: &mut Vec<Vec<T>>, more: Vec<Vec<T>>) {
-    let room = LIST_POOL_LISTS_MAX.saturating_sub(pool.len());
-    pool.extend(more.into_iter().take(room));
+/// `more` on top of `pool` (they are the newer lists), up to the bound.
+fn absorb<T>(pool: &mut Vec<Vec<T>>, mut more: Vec<Vec<T>>) {
+    if pool.is_empty() {
+        *pool = more;
+    } else {
+        more.truncate(LIST_POOL_LISTS_MAX.saturating_sub(pool.len()));
+        pool.append(&mut more);
+    }
+    pool.truncate(LIST_POOL_LISTS_MAX);
 }
 
 impl ListPool {
