@@ -32,8 +32,8 @@ pub struct Hashed(u64);
 pub fn hash(key: &str) -> Hashed {
     let mut h = rustc_hash::FxHasher::default();
     h.write(key.as_bytes());
-    // Fx mixes its last bytes poorly into the low bits, which pick the slot: fold the high
-    // half in and multiply again.
+    // Fx ends with one multiply (and a rotation): some input bits barely reach the low bits,
+    // which pick the slot. Fold the high half in and multiply again.
     let x = h.finish();
     Hashed((x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9))
 }

@@ -656,10 +656,10 @@ impl Ledger {
 
     /// Start loading what the next commands will read from the in-memory caches: their ids'
     /// filter blocks, and for credits, redeems and holds their members, their accounts and
-    /// those accounts' lots. At a million
-    /// members each is a cache miss or two, which `apply` would wait on one after another;
-    /// here every load is started for all of `envs` in one step before the loads that depend
-    /// on it in the next (`hot_map`), so they overlap. Changes nothing.
+    /// those accounts' lots. At a million members each is a cache miss or two, which `apply`
+    /// would wait on one after another; here every load is started for all of `envs` in one
+    /// step before the loads that depend on it in the next (`hot_map`), so they overlap.
+    /// Changes nothing.
     pub fn warm(&self, envs: &[Envelope]) {
         let (members, accounts) = (self.members.borrow(), self.accounts.borrow());
         // 1. slots: each member's, and each account's whose point type the command names
