@@ -314,7 +314,8 @@ class Ledger:
     def writer_stats(self) -> dict[str, int]:
         """The writer's counters since the engine opened: `groups` (commits), `commands`,
         `apply_ns` / `flush_ns` / `commit_ns` (time applying, logging accounts, committing with
-        fsync) and `checkpoints`."""
+        fsync), `checkpoints`, and `room_ns` (time keeping zeroed room at the end of the data
+        file while idle, so commits need not grow it)."""
         return self.engine.stats()
 
     def audit(self) -> AuditReport:

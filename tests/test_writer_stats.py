@@ -28,7 +28,7 @@ def log_records(data: Path) -> int:
 def test_writer_stats_count_groups_commands_and_time(tmp_path: Path) -> None:
     with pp.Ledger(tmp_path / "data", clock=FakeClock()) as ledger:
         before = ledger.writer_stats()
-        assert set(before) == {"groups", "commands", "apply_ns", "flush_ns", "commit_ns", "checkpoints"}
+        assert set(before) == {"groups", "commands", "apply_ns", "flush_ns", "commit_ns", "checkpoints", "room_ns"}
         ledger.define_programme("bank", "Bank points")
         ledger.define_point_type("bank", pp.PointTypeSpec("pts", priority=0))
         ledger.open_member("alice", "bank")

@@ -14,7 +14,7 @@ use crate::command::{Envelope, Fingerprint, Receipt};
 use crate::error::{LedgerError, Result};
 use crate::ledger::{Ledger, MergePolicy};
 use crate::limits::*;
-use crate::store::{Durability, Store};
+use crate::store::{Durability, FileRoom, Store};
 
 pub type Outcome = Result<Receipt>;
 
@@ -53,13 +53,15 @@ pub struct WriterStats {
     pub flush_ns: AtomicU64,
     pub commit_ns: AtomicU64,
     pub checkpoints: AtomicU64,
+    /// time writing zeroed room at the end of the data file, while idle (`Store::extend_file_step`)
+    pub room_ns: AtomicU64,
 }
 
 impl WriterStats {
     fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
-    pub fn snapshot(&self) -> [(&'static str, u64); 6] {
+    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("groups", g(&self.groups)),
@@ -68,6 +70,7 @@ impl WriterStats {
             ("flush_ns", g(&self.flush_ns)),
             ("commit_ns", g(&self.commit_ns)),
             ("checkpoints", g(&self.checkpoints)),
+            ("room_ns", g(&self.room_ns)),
         ]
     }
 }
@@ -195,12 +198,23 @@ impl Drop for Engine {
 }
 
 fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats) {
+    // whether the data file had its room the last time the writer was idle; every group may
+    // use some of it
+    let mut file_roomy = false;
     loop {
         let first = match rx.try_recv() {
             Ok(s) => s,
             // Nothing waits: a good moment for a small slice of a rolling merge.
             Err(TryRecvError::Empty) if ledger.merge_pending() => {
                 merge_idle(&mut ledger, stats);
+                continue;
+            }
+            // Then room at the end of the data file, a step at a time (`Store::extend_file_step`).
+            Err(TryRecvError::Empty) if !file_roomy => {
+                let t0 = Instant::now();
+                // a failure (a full disk) leaves the file to grow as LMDB writes
+                file_roomy = !matches!(ledger.store.extend_file_step(FileRoom::default()), Ok(n) if n > 0);
+                WriterStats::add(&stats.room_ns, t0.elapsed().as_nanos() as u64);
                 continue;
             }
             Err(TryRecvError::Empty) => match rx.recv() {
@@ -231,6 +245,7 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
             }
         }
         let results = commit_group(&mut ledger, &mut group, stats);
+        file_roomy = false;
         WriterStats::add(&stats.groups, 1);
         WriterStats::add(&stats.commands, n as u64);
         for (s, r) in group.into_iter().zip(results) {

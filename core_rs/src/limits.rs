@@ -116,6 +116,15 @@ pub const JOURNAL_CHUNK_ENTRIES_MAX: usize = 64;
 pub const IDEM_FILTER_BITS_PER_ID: u64 = 16;
 pub const IDEM_FILTER_BITS_MIN: u64 = 1 << 24;
 /// LMDB environment sizing.
+/// Room kept zeroed past LMDB's last page in the data file, written when the writer is idle
+/// (`store::FileRoom`): a commit that grows the file pays for new blocks in its fsync. Only
+/// files past FILE_ROOM_FROM_BYTES get it (tests and demos stay small); then an eighth of the
+/// used size, at most FILE_ROOM_MAX_BYTES, in steps of FILE_ROOM_STEP_BYTES (a step holds up
+/// a batch that arrives meanwhile for one 16 MiB write and fsync, ~20-40 ms here).
+pub const FILE_ROOM_FROM_BYTES: u64 = 256 << 20;
+pub const FILE_ROOM_DIVISOR: u64 = 8;
+pub const FILE_ROOM_MAX_BYTES: u64 = 1 << 30;
+pub const FILE_ROOM_STEP_BYTES: usize = 16 << 20;
 pub const MAP_SIZE_BYTES_DEFAULT: usize = 64 << 30;
 pub const MAX_DBS: u32 = 16;
 pub const MAX_READERS: u32 = 512;

@@ -447,7 +447,7 @@ impl Engine {
     }
 
     /// The writer's counters since the engine opened: groups, commands, apply/flush/commit ns,
-    /// checkpoints.
+    /// checkpoints, room ns.
     fn stats(&self, py: Python<'_>) -> PyResult<std::collections::HashMap<&'static str, u64>> {
         Ok(self.engine(py)?.stats.snapshot().into_iter().collect())
     }
