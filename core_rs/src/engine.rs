@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 
 use crate::command::{Envelope, Fingerprint, Receipt};
 use crate::error::{LedgerError, Result};
@@ -198,9 +198,10 @@ impl Drop for Engine {
 }
 
 fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats) {
-    // whether the data file had its room the last time the writer was idle; every group may
-    // use some of it
-    let mut file_roomy = false;
+    // Bytes of zeros the writer may still write at the end of the data file: a group that
+    // grew LMDB's used part by FILE_ROOM_TRIGGER_BYTES or more earns twice its growth. Small
+    // commits (a unary server's) earn nothing, so they never wait behind a step.
+    let mut room_credit: u64 = 0;
     loop {
         let first = match rx.try_recv() {
             Ok(s) => s,
@@ -209,14 +210,23 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
                 merge_idle(&mut ledger, stats);
                 continue;
             }
-            // Then room at the end of the data file, a step at a time (`Store::extend_file_step`).
-            Err(TryRecvError::Empty) if !file_roomy => {
-                let t0 = Instant::now();
-                // a failure (a full disk) leaves the file to grow as LMDB writes
-                file_roomy = !matches!(ledger.store.extend_file_step(FileRoom::default()), Ok(n) if n > 0);
-                WriterStats::add(&stats.room_ns, t0.elapsed().as_nanos() as u64);
-                continue;
-            }
+            // Then room at the end of the data file, a step at a time (`Store::extend_file_step`),
+            // once nothing has come for a while: a step holds up what arrives meanwhile, and
+            // commands that come back to back (a unary client) must not wait behind one.
+            Err(TryRecvError::Empty) if room_credit > 0 => match rx.recv_timeout(Duration::from_millis(FILE_ROOM_IDLE_MS)) {
+                Ok(s) => s,
+                Err(RecvTimeoutError::Timeout) => {
+                    let t0 = Instant::now();
+                    room_credit = match ledger.store.extend_file_step(FileRoom::default()) {
+                        Ok(n) if n > 0 => room_credit.saturating_sub(n),
+                        // room enough; or a failure (a full disk): the file grows as LMDB writes
+                        _ => 0,
+                    };
+                    WriterStats::add(&stats.room_ns, t0.elapsed().as_nanos() as u64);
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
             Err(TryRecvError::Empty) => match rx.recv() {
                 Ok(s) => s,
                 Err(_) => break,
@@ -244,8 +254,12 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
                 Err(_) => break,
             }
         }
+        let used_before = ledger.store.used_bytes().unwrap_or(0);
         let results = commit_group(&mut ledger, &mut group, stats);
-        file_roomy = false;
+        let grown = ledger.store.used_bytes().unwrap_or(0).saturating_sub(used_before);
+        if grown >= FILE_ROOM_TRIGGER_BYTES {
+            room_credit = room_credit.saturating_add(2 * grown).min(FILE_ROOM_MAX_BYTES);
+        }
         WriterStats::add(&stats.groups, 1);
         WriterStats::add(&stats.commands, n as u64);
         for (s, r) in group.into_iter().zip(results) {

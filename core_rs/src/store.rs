@@ -160,11 +160,7 @@ impl Store {
     pub fn extend_file_step(&self, room: FileRoom) -> Result<u64> {
         use std::os::unix::fs::FileExt;
         let storage = |e: std::io::Error| LedgerError::Storage(format!("extending the data file: {e}"));
-        let page_bytes = {
-            let r = self.read_txn()?;
-            self.meta.stat(&r)?.page_size as u64
-        };
-        let used = (self.env.info().last_page_number as u64 + 1) * page_bytes;
+        let used = self.used_bytes()?;
         if used < room.from_bytes {
             return Ok(0);
         }
@@ -178,6 +174,15 @@ impl Store {
         file.write_all_at(&zeros, len.max(used)).map_err(storage)?;
         file.sync_data().map_err(storage)?;
         Ok(room.step_bytes as u64)
+    }
+
+    /// Bytes of the data file LMDB uses: its pages up to the last committed one.
+    pub fn used_bytes(&self) -> Result<u64> {
+        let page_bytes = {
+            let r = self.read_txn()?;
+            self.meta.stat(&r)?.page_size as u64
+        };
+        Ok((self.env.info().last_page_number as u64 + 1) * page_bytes)
     }
 
     /// A store written before `member_index` existed gets it built once, at open.
