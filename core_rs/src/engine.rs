@@ -254,9 +254,9 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
                 Err(_) => break,
             }
         }
-        let used_before = ledger.store.used_bytes().unwrap_or(0);
+        let used_before = ledger.store.used_bytes();
         let results = commit_group(&mut ledger, &mut group, stats);
-        let grown = ledger.store.used_bytes().unwrap_or(0).saturating_sub(used_before);
+        let grown = ledger.store.used_bytes().saturating_sub(used_before);
         if grown >= FILE_ROOM_TRIGGER_BYTES {
             room_credit = room_credit.saturating_add(2 * grown).min(FILE_ROOM_MAX_BYTES);
         }

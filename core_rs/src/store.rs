@@ -50,6 +50,8 @@ impl Default for FileRoom {
 pub struct Store {
     pub env: Env<WithoutTls>,
     pub path: PathBuf,
+    /// LMDB's page size (read once at open: `used_bytes` runs with every group commit)
+    page_bytes: u64,
     pub meta: Db,
     pub programmes: Db,
     pub members: Db,
@@ -133,7 +135,11 @@ impl Store {
             })?
             .unwrap_commit();
         let [meta, programmes, members, accounts, state_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state, outbox, member_index, cards] = dbs;
-        let store = Store { meta, programmes, members, accounts, state_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state, outbox, member_index, cards, env: env.clone(), path: path.to_path_buf() };
+        let page_bytes = {
+            let r = env.read_txn()?;
+            meta.stat(&r)?.page_size as u64
+        };
+        let store = Store { meta, programmes, members, accounts, state_log, journal, idempotency, holds, open_holds, reversals, rules, rule_state, outbox, member_index, cards, env: env.clone(), path: path.to_path_buf(), page_bytes };
         store.backfill_member_index()?;
         Ok(store)
     }
@@ -160,7 +166,7 @@ impl Store {
     pub fn extend_file_step(&self, room: FileRoom) -> Result<u64> {
         use std::os::unix::fs::FileExt;
         let storage = |e: std::io::Error| LedgerError::Storage(format!("extending the data file: {e}"));
-        let used = self.used_bytes()?;
+        let used = self.used_bytes();
         if used < room.from_bytes {
             return Ok(0);
         }
@@ -177,12 +183,8 @@ impl Store {
     }
 
     /// Bytes of the data file LMDB uses: its pages up to the last committed one.
-    pub fn used_bytes(&self) -> Result<u64> {
-        let page_bytes = {
-            let r = self.read_txn()?;
-            self.meta.stat(&r)?.page_size as u64
-        };
-        Ok((self.env.info().last_page_number as u64 + 1) * page_bytes)
+    pub fn used_bytes(&self) -> u64 {
+        (self.env.info().last_page_number as u64 + 1) * self.page_bytes
     }
 
     /// A store written before `member_index` existed gets it built once, at open.

@@ -10,11 +10,14 @@ fn data_file(fx: &Fx) -> Vec<u8> {
     std::fs::read(fx.path().join("data.mdb")).unwrap()
 }
 
-/// Bytes of the data file LMDB uses (its pages up to the last committed one).
+/// Bytes of the data file LMDB uses (its pages up to the last committed one), counted
+/// independently of `Store::used_bytes`.
 fn used_bytes(fx: &Fx) -> usize {
     let r = fx.store().read_txn().unwrap();
     let page = fx.store().meta.stat(&r).unwrap().page_size as usize;
-    (fx.store().env.info().last_page_number + 1) * page
+    let used = (fx.store().env.info().last_page_number + 1) * page;
+    assert_eq!(fx.store().used_bytes(), used as u64);
+    used
 }
 
 #[test]
