@@ -64,26 +64,22 @@ impl<V> HotMap<V> {
         self.slots.len() - 1
     }
 
+    /// The items whose slots carry `h`'s tag, in probe order: from `h`'s slot to the first
+    /// empty one (a table at most half full always has one).
+    fn candidates(&self, h: Hashed) -> impl Iterator<Item = usize> + '_ {
+        let mask = self.slots.len().wrapping_sub(1);
+        let tag = h.0 >> 32;
+        let (start, slots) = (h.0 as usize & mask, &self.slots);
+        (0..slots.len())
+            .map(move |k| slots[(start + k) & mask])
+            .take_while(|s| *s != 0)
+            .filter(move |s| s >> 32 == tag)
+            .map(|s| (s as u32 - 1) as usize)
+    }
+
     /// The index of `key`'s item, if present.
     fn find(&self, h: Hashed, key: &str) -> Option<usize> {
-        if self.slots.is_empty() {
-            return None;
-        }
-        let (mask, tag) = (self.mask(), h.0 >> 32);
-        let mut i = h.0 as usize & mask;
-        loop {
-            let s = self.slots[i];
-            if s == 0 {
-                return None;
-            }
-            if s >> 32 == tag {
-                let at = (s as u32 - 1) as usize;
-                if self.items[at].key == key {
-                    return Some(at);
-                }
-            }
-            i = (i + 1) & mask;
-        }
+        self.candidates(h).find(|at| self.items[*at].key == key)
     }
 
     pub fn get(&self, key: &str) -> Option<&V> {
@@ -144,21 +140,8 @@ impl<V> HotMap<V> {
     /// Second step: start loading the item the key's slot points to (the first with its hash
     /// tag; a collision in the tag only costs a useless load). Reads the slot.
     pub fn prefetch_item(&self, h: Hashed) {
-        if self.slots.is_empty() {
-            return;
-        }
-        let (mask, tag) = (self.mask(), h.0 >> 32);
-        let mut i = h.0 as usize & mask;
-        loop {
-            let s = self.slots[i];
-            if s == 0 {
-                return;
-            }
-            if s >> 32 == tag {
-                crate::prefetch(&self.items[(s as u32 - 1) as usize]);
-                return;
-            }
-            i = (i + 1) & mask;
+        if let Some(at) = self.candidates(h).next() {
+            crate::prefetch(&self.items[at]);
         }
     }
 }
