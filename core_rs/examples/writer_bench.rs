@@ -62,6 +62,20 @@ fn main() {
     let t = Instant::now();
     e.checkpoint().unwrap();
     println!("checkpoint after the load: {:.2}s", t.elapsed().as_secs_f64());
+    // WRITER_BENCH_ROOM_GIB: zeros appended past the data file's end now, so the rounds below
+    // never grow the file (back to back, the writer is never idle long enough to keep room
+    // ahead itself): isolates the writer's own work from the cost of new file pages.
+    if let Some(gib) = std::env::var("WRITER_BENCH_ROOM_GIB").ok().and_then(|s| s.parse::<u64>().ok()) {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(dir.path().join("data.mdb")).unwrap();
+        let len = f.metadata().unwrap().len();
+        let zeros = vec![0u8; 4 << 20];
+        for i in 0..(gib << 8) {
+            f.write_all_at(&zeros, len + i * (4 << 20)).unwrap();
+        }
+        f.sync_all().unwrap();
+        println!("room {gib} GiB past {len}");
+    }
     let mut rng = 0x9E3779B97F4A7C15u64;
     let mut next = || {
         rng ^= rng << 13;

@@ -8,7 +8,8 @@
 //!
 //! Open addressing with linear probing over a power-of-two table of `u64` slots, each the
 //! hash's high 32 bits and an index into a list of items (key, value, hash). The table is at
-//! most half full. No removal: the caches only grow, and are cleared whole.
+//! most half full. Removal is wholesale (`retain` rebuilds the table, `clear` empties it): the
+//! caches only grow, and the state log's keys are dropped a merge cycle at a time.
 use std::hash::Hasher;
 
 use crate::model::AcctKey;
@@ -112,6 +113,37 @@ impl<V> HotMap<V> {
         None
     }
 
+    /// The value of `key` (hashed `h`), inserted by `make` first if absent: one probe.
+    pub fn get_or_insert_with(&mut self, h: Hashed, key: &str, make: impl FnOnce() -> V) -> &mut V {
+        debug_assert_eq!(h, hash(key));
+        let at = match self.find(h, key) {
+            Some(at) => at,
+            None => {
+                if (self.items.len() + 1) * 2 > self.slots.len() {
+                    self.grow();
+                }
+                let at = self.items.len();
+                assert!(at < u32::MAX as usize, "a HotMap holds fewer than 2^32 - 1 items");
+                self.items.push(Item { hash: h.0, key: AcctKey::from(key), value: make() });
+                self.place(h.0, at);
+                at
+            }
+        };
+        &mut self.items[at].value
+    }
+
+    /// Keep the entries `keep` says yes to; the table is rebuilt for what remains.
+    pub fn retain(&mut self, mut keep: impl FnMut(&str, &mut V) -> bool) {
+        self.items.retain_mut(|it| keep(&it.key, &mut it.value));
+        if self.items.is_empty() {
+            return self.clear();
+        }
+        self.slots = vec![0; (self.items.len() * 2).next_power_of_two().max(SLOTS_MIN)];
+        for at in 0..self.items.len() {
+            self.place(self.items[at].hash, at);
+        }
+    }
+
     fn place(&mut self, h: u64, at: usize) {
         let mask = self.mask();
         let mut i = h as usize & mask;
@@ -131,10 +163,15 @@ impl<V> HotMap<V> {
     /// First step of a prefetched lookup: start loading `key`'s slot. Never waits.
     pub fn prefetch_slot(&self, key: &str) -> Hashed {
         let h = hash(key);
+        self.prefetch_slot_hashed(h);
+        h
+    }
+
+    /// `prefetch_slot` for a key hashed before.
+    pub fn prefetch_slot_hashed(&self, h: Hashed) {
         if !self.slots.is_empty() {
             crate::prefetch(&self.slots[h.0 as usize & self.mask()]);
         }
-        h
     }
 
     /// Second step: start loading the item the key's slot points to (the first with its hash
@@ -165,6 +202,9 @@ mod tests {
         Insert(u16, u32),
         Get(u16),
         GetMut(u16, u32),
+        GetOrInsert(u16, u32),
+        /// keep the values with this remainder mod 3
+        Retain(u32),
         Clear,
     }
 
@@ -174,6 +214,8 @@ mod tests {
             8 => (0u16..600, any::<u32>()).prop_map(|(k, v)| Op::Insert(k, v)),
             6 => (0u16..700).prop_map(Op::Get),
             3 => (0u16..600, any::<u32>()).prop_map(|(k, v)| Op::GetMut(k, v)),
+            3 => (0u16..600, any::<u32>()).prop_map(|(k, v)| Op::GetOrInsert(k, v)),
+            1 => (0u32..3).prop_map(Op::Retain),
             1 => Just(Op::Clear),
         ]
     }
@@ -200,6 +242,15 @@ mod tests {
                             *a = v;
                             *b = v;
                         }
+                    }
+                    Op::GetOrInsert(k, v) => {
+                        let got = *hot.get_or_insert_with(hash(&key(k)), &key(k), || v);
+                        prop_assert_eq!(got, *model.entry(key(k)).or_insert(v));
+                    }
+                    Op::Retain(rem) => {
+                        hot.retain(|_, v| *v % 3 == rem);
+                        model.retain(|_, v| *v % 3 == rem);
+                        prop_assert!(model.iter().all(|(k, v)| hot.get(k) == Some(v)));
                     }
                     Op::Clear => {
                         hot.clear();

@@ -14,7 +14,7 @@ use heed::{PutFlags, RwTxn};
 
 use crate::command::*;
 use crate::error::{invalid, LedgerError, Result};
-use crate::hot_map::{Hashed, HotMap};
+use crate::hot_map::{self, Hashed, HotMap};
 use crate::idem_filter::IdemFilter;
 use crate::sealer::Sealer;
 use crate::limits::*;
@@ -51,18 +51,16 @@ pub struct Ledger {
     /// a row per command made the group's sort mostly ties (a system account is logged as
     /// its state, whatever its history head).
     system_dirty: rustc_hash::FxHashSet<AcctKey>,
-    /// Entries since its checkpoint of each member account the state log holds (the chain a
-    /// reader walks), while it is logged as a head; past READ_CHAIN_ENTRIES_MAX it is logged in
-    /// full. A merge that writes an account back drops it. Cleared by `reload` (conservative:
-    /// the chain then counts from there).
-    chains: FxHashMap<AcctKey, u32>,
     /// Every recorded command id (a Bloom filter): most ids are new, and this proves it
     /// without an LMDB lookup.
     idem: IdemFilter,
     /// The idempotency records of this group's commands: logged with the group's states
     /// (`log_dirty`, tag `i`), merged into `idempotency` in key order later. Cleared by `reload`.
     idem_group: FxHashMap<String, IdemRecord>,
-    /// the keys in the state log, so a cache miss on a key it lacks skips the log search
+    /// the keys in the state log, so a cache miss on a key it lacks skips the log search; and
+    /// each member account's entries since its state was written back (the chain a reader
+    /// walks), while it is logged as a head: past READ_CHAIN_ENTRIES_MAX it is logged in full
+    /// (counted from 0 again after a `reload`: conservative)
     logged: LoggedKeys,
     /// `state_log` records and the account states in them since the last checkpoint.
     log_groups: usize,
@@ -219,7 +217,6 @@ impl Ledger {
             accounts: RefCell::default(),
             accounts_dirty: Vec::new(),
             system_dirty: Default::default(),
-            chains: FxHashMap::default(),
             logged: LoggedKeys::default(),
             log_groups: 0,
             log_entries: 0,
@@ -257,7 +254,6 @@ impl Ledger {
         self.accounts.borrow_mut().clear();
         self.accounts_dirty.clear();
         self.system_dirty.clear();
-        self.chains.clear();
         self.idem_group.clear();
         self.members.borrow_mut().clear();
         self.rules.borrow_mut().clear();
@@ -379,25 +375,29 @@ impl Ledger {
         // sorted by key. A member account is logged as its history head (`store::account_value`
         // rebuilds its state from its entries' effects), a system account as its state.
         let mut key = Vec::with_capacity(2 * ID_LENGTH_MAX + 2);
-        for run in dirty.chunk_by(|a, b| a.0 == b.0) {
+        let runs: Vec<&[(AcctKey, u64)]> = dirty.chunk_by(|a, b| a.0 == b.0).collect();
+        let hashes: Vec<Hashed> = runs.iter().map(|run| hot_map::hash(&run[0].0)).collect();
+        // Each key's lookup in `logged` is a cache miss or two: start them ahead, in two steps.
+        let ahead = LOG_DIRTY_PREFETCH_AHEAD;
+        for h in hashes.iter().take(2 * ahead) {
+            self.logged.prefetch_slot(*h);
+        }
+        for (i, run) in runs.iter().enumerate() {
+            if let Some(h) = hashes.get(i + 2 * ahead) {
+                self.logged.prefetch_slot(*h);
+            }
+            if let Some(h) = hashes.get(i + ahead) {
+                self.logged.prefetch_item(*h);
+            }
             let (k, head) = &run[0];
-            let gained = run.len() as u32;
+            let gained = if is_system_account(k) { 0 } else { run.len() as u32 };
+            let chain = self.logged.log_account(hashes[i], k, record, gained);
             LogTag::Account.key_into(&mut key, k.as_bytes());
             if is_system_account(k) {
                 blob.push(&key, |out| encode_into(out, &cache[k.as_str()]));
             } else {
                 debug_assert_eq!(*head, cache[k.as_str()].ls, "the newest head logged for {k}");
                 assert!(*head >> 56 == 0, "a logged head's top byte is 0 (readers tell a head with its state by it)");
-                let chain = match self.chains.get_mut(k) {
-                    Some(n) => {
-                        *n = n.saturating_add(gained);
-                        *n
-                    }
-                    None => {
-                        self.chains.insert(k.clone(), gained);
-                        gained
-                    }
-                };
                 if chain > self.merge_policy.read_chain_entries_max {
                     // head, then the state as of it (`store::account_value`)
                     blob.push(&key, |out| {
@@ -408,7 +408,6 @@ impl Ledger {
                     blob.push(&key, |out| out.extend_from_slice(&head.to_be_bytes()));
                 }
             }
-            self.logged.insert_tagged(&key, record);
         }
         // Idempotency records are encoded straight into the record (they are not in `logged`:
         // the Bloom filter sends the writer to the log for them).
@@ -554,7 +553,7 @@ impl Ledger {
                         (LogTag::Account, k) if !is_system_account_key(k) => {
                             let name = std::str::from_utf8(k).unwrap_or_default();
                             // written back: a reader's chain starts here again
-                            self.chains.remove(name);
+                            self.logged.written_back(name);
                             let cached = self.accounts.borrow().get(name).map(encode);
                             match cached {
                                 Some(v) => v,
