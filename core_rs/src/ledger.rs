@@ -62,6 +62,8 @@ pub struct Ledger {
     /// walks), while it is logged as a head: past READ_CHAIN_ENTRIES_MAX it is logged in full
     /// (counted from 0 again after a `reload`: conservative)
     logged: LoggedKeys,
+    /// the rows of the merge step under way, in a buffer kept for the next (`MergeRows`)
+    merge_rows: MergeRows,
     /// `state_log` records and the account states in them since the last checkpoint.
     log_groups: usize,
     log_entries: usize,
@@ -218,6 +220,7 @@ impl Ledger {
             accounts_dirty: Vec::new(),
             system_dirty: Default::default(),
             logged: LoggedKeys::default(),
+            merge_rows: MergeRows::default(),
             log_groups: 0,
             log_entries: 0,
             log_idem: 0,
@@ -506,7 +509,8 @@ impl Ledger {
     fn merge_step(&mut self, txn: &mut RwTxn<'_>, per_step: usize) -> Result<bool> {
         let cycle = self.merge.as_ref().expect("a merge is under way");
         let upto = cycle.upto;
-        let mut rows: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(per_step.min(cycle.keys));
+        let mut rows = std::mem::take(&mut self.merge_rows);
+        rows.clear();
         let next: Option<Vec<u8>> = {
             // (record seq, blob, position, length), oldest record first
             let mut recs = vec![];
@@ -524,9 +528,11 @@ impl Ledger {
                     heap.push(Reverse((StateLogBlob::entry(blob, pos, n)?.0, i)));
                 }
             }
-            loop {
+            // 1. the step's keys, each with its newest state in the log
+            let mut newest_of: Vec<(&[u8], &[u8])> = Vec::with_capacity(per_step.min(cycle.keys));
+            let next = loop {
                 let Some(&Reverse((key, _))) = heap.peek() else { break None };
-                if rows.len() == per_step {
+                if newest_of.len() == per_step {
                     break Some(key.to_vec());
                 }
                 // newest state of the key; merged only if a record of this cycle holds it
@@ -546,32 +552,62 @@ impl Ledger {
                     }
                 }
                 if in_cycle {
-                    let newest = newest.expect("the key came from a record");
-                    let value = match LogTag::split(key)? {
-                        // a member account's history head: `accounts` gets its state, the
-                        // writer's (the newest, this group's included) or rebuilt
-                        (LogTag::Account, k) if !is_system_account_key(k) => {
-                            let name = std::str::from_utf8(k).unwrap_or_default();
-                            // written back: a reader's chain starts here again
-                            self.logged.written_back(name);
-                            let cached = self.accounts.borrow().get(name).map(encode);
-                            match cached {
-                                Some(v) => v,
-                                None => encode(&account_value(&self.store, txn, k, Some(newest))?.expect("a logged account has a state")),
-                            }
-                        }
-                        _ => newest.to_vec(),
-                    };
-                    rows.push((key.to_vec(), value));
+                    newest_of.push((key, newest.expect("the key came from a record")));
+                }
+            };
+            // 2. the values to write back. A member account's entry in the log is its history
+            // head: `accounts` gets its state, the writer's (the newest, this group's included)
+            // or rebuilt. Its lookups in the account cache and in `logged` are cache misses at
+            // 1M members: started ahead, as in `log_dirty`.
+            fn name(key: &[u8]) -> Option<&str> {
+                match LogTag::split(key) {
+                    Ok((LogTag::Account, k)) if !is_system_account_key(k) => std::str::from_utf8(k).ok(),
+                    _ => None,
                 }
             }
+            let hashes: Vec<Option<Hashed>> = newest_of.iter().map(|(key, _)| name(key).map(hot_map::hash)).collect();
+            let ahead = LOG_DIRTY_PREFETCH_AHEAD;
+            let cache = self.accounts.borrow();
+            for (i, &(key, newest)) in newest_of.iter().enumerate() {
+                if let Some(Some(h)) = hashes.get(i + 2 * ahead) {
+                    cache.prefetch_slot_hashed(*h);
+                    self.logged.prefetch_slot(*h);
+                }
+                if let Some(Some(h)) = hashes.get(i + ahead) {
+                    cache.prefetch_item(*h);
+                    self.logged.prefetch_item(*h);
+                }
+                // the lots the encoding reads, once the account's item is in
+                if let (Some(Some(h)), Some((k, _))) = (hashes.get(i + ahead / 2), newest_of.get(i + ahead / 2)) {
+                    if let Some(a) = name(k).and_then(|n| cache.get_hashed(*h, n)) {
+                        crate::prefetch_slice(&a.lots, WARM_LOT_LINES_MAX);
+                    }
+                }
+                match (name(key), hashes[i]) {
+                    (Some(name), Some(h)) => {
+                        // written back: a reader's chain starts here again
+                        self.logged.written_back(name);
+                        match cache.get_hashed(h, name) {
+                            Some(a) => rows.push(key, |out| encode_into(out, a)),
+                            None => {
+                                let a = account_value(&self.store, txn, &key[1..], Some(newest))?.expect("a logged account has a state");
+                                rows.push(key, |out| encode_into(out, &a));
+                            }
+                        }
+                    }
+                    _ => rows.push(key, |out| out.extend_from_slice(newest)),
+                }
+            }
+            next
         };
         write_sorted(&self.store, txn, &rows)?;
+        let merged = rows.len();
+        self.merge_rows = rows.kept();
         match next {
             Some(from) => {
                 let m = self.merge.as_mut().expect("a merge is under way");
                 m.from = from;
-                m.merged += rows.len();
+                m.merged += merged;
                 Ok(false)
             }
             None => {
@@ -1645,19 +1681,60 @@ impl Ledger {
 /// Write merged rows (sorted by tagged key) through one cursor per database: LMDB's cursor put
 /// first tries the leaf the cursor is on (its first and last keys), so a key next to the
 /// previous one skips the descent from the root that `Database::put` makes for every row.
-fn write_sorted(store: &Store, txn: &mut RwTxn<'_>, rows: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+fn write_sorted(store: &Store, txn: &mut RwTxn<'_>, rows: &MergeRows) -> Result<()> {
+    let rows: Vec<(&[u8], &[u8])> = rows.iter().collect();
     // one run per database: the rows' first byte is their tag
     for run in rows.chunk_by(|a, b| a.0.first() == b.0.first()) {
-        let (tag, _) = LogTag::split(&run[0].0)?;
+        let (tag, _) = LogTag::split(run[0].0)?;
         let mut cursor = tag.db(store).iter_mut(txn)?;
         for (k, v) in run {
             let (_, key) = LogTag::split(k)?;
             // SAFETY: nothing borrowed from the database is alive across the put (the rows are
-            // owned copies), and flags 0 make LMDB position the cursor on `key` itself.
+            // copies in the writer's buffer), and flags 0 make LMDB position the cursor on `key`.
             unsafe { cursor.put_current_with_options::<Bytes>(PutFlags::empty(), key, v)? };
         }
     }
     Ok(())
+}
+
+/// The rows of one merge step (tagged key, value), in one buffer the writer keeps from step to
+/// step: a slice writes back up to hundreds of thousands of rows, and two fresh allocations
+/// each (a 512-byte encode buffer among them) cost ~5% of the writer in the allocator and in
+/// first touches of new pages (perf, session 17).
+#[derive(Default)]
+struct MergeRows {
+    bytes: Vec<u8>,
+    /// where each row's key and value start; its value ends where the next row starts
+    rows: Vec<(usize, usize)>,
+}
+
+impl MergeRows {
+    fn clear(&mut self) {
+        self.bytes.clear();
+        self.rows.clear();
+    }
+    fn push(&mut self, key: &[u8], value: impl FnOnce(&mut Vec<u8>)) {
+        let at = self.bytes.len();
+        self.bytes.extend_from_slice(key);
+        self.rows.push((at, self.bytes.len()));
+        value(&mut self.bytes);
+    }
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        let ends = self.rows.iter().skip(1).map(|r| r.0).chain([self.bytes.len()]);
+        self.rows.iter().zip(ends).map(|(&(k, v), end)| (&self.bytes[k..v], &self.bytes[v..end]))
+    }
+    /// Itself emptied for the next step, or nothing if a large step (a full checkpoint) grew it
+    /// past MERGE_ROWS_BYTES_MAX.
+    fn kept(mut self) -> MergeRows {
+        if self.bytes.capacity() > MERGE_ROWS_BYTES_MAX {
+            return MergeRows::default();
+        }
+        self.clear();
+        self
+    }
 }
 
 /// Sort `rows` by a byte string key, rows with equal keys by `then`. The sort compares each

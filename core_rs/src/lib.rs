@@ -83,3 +83,13 @@ pub(crate) fn prefetch<T>(p: *const T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
 }
+
+/// Start loading the cache lines of `items`, at most `lines_max` of them.
+#[inline(always)]
+pub(crate) fn prefetch_slice<T>(items: &[T], lines_max: usize) {
+    let bytes = std::mem::size_of_val(items).min(lines_max * 64);
+    let start = items.as_ptr() as *const u8;
+    for offset in (0..bytes).step_by(64) {
+        prefetch(start.wrapping_add(offset));
+    }
+}

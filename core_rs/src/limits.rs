@@ -27,6 +27,8 @@ pub const WARM_AHEAD_COMMANDS: usize = 16;
 /// How many accounts ahead `Ledger::log_dirty` starts loading an account's item in the state
 /// log's key map (and twice as far ahead, its slot).
 pub const LOG_DIRTY_PREFETCH_AHEAD: usize = 8;
+/// Cache lines of an account's lots a merge step loads ahead of encoding it (a lot is one line).
+pub const WARM_LOT_LINES_MAX: usize = 8;
 /// Emptied entry lists of each kind the writer keeps for its next entries (`model::ListPool`):
 /// sixteen seal chunks' worth (`SEAL_CHUNK_ENTRIES`), where one command takes one or two.
 pub const LIST_POOL_LISTS_MAX: usize = 4_096;
@@ -93,6 +95,9 @@ pub const STATE_LOG_MERGE_AT_GROUPS: usize = 96;
 /// command waits, the writer merges a STATE_LOG_MERGE_SLICE_MIN slice in a commit of its own.
 pub const STATE_LOG_MERGE_SLICE_PER_STATE: usize = 2;
 pub const STATE_LOG_MERGE_SLICE_MIN: usize = 4_096;
+/// The writer keeps its buffer of a merge step's rows for the next step up to this size (a
+/// slice at 1M members fills tens of MiB; a full checkpoint's, which can be far larger, is freed).
+pub const MERGE_ROWS_BYTES_MAX: usize = 128 << 20;
 /// A group that changed at most this many states folds them into the newest state log record
 /// (while it holds at most this many) instead of appending a record of its own: a busy unary
 /// server's small commits then share records, and leave the merge's slices small.
