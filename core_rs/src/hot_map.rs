@@ -103,14 +103,20 @@ impl<V> HotMap<V> {
         if let Some(i) = self.find(h, &key) {
             return Some(std::mem::replace(&mut self.items[i].value, value));
         }
+        self.push_new(h, key, value);
+        None
+    }
+
+    /// Add an item for a key not in the map; returns its index.
+    fn push_new(&mut self, h: Hashed, key: AcctKey, value: V) -> usize {
         if (self.items.len() + 1) * 2 > self.slots.len() {
-            self.grow();
+            self.rebuild((self.slots.len() * 2).max(SLOTS_MIN));
         }
         let at = self.items.len();
         assert!(at < u32::MAX as usize, "a HotMap holds fewer than 2^32 - 1 items");
         self.items.push(Item { hash: h.0, key, value });
         self.place(h.0, at);
-        None
+        at
     }
 
     /// The value of `key` (hashed `h`), inserted by `make` first if absent: one probe.
@@ -118,16 +124,7 @@ impl<V> HotMap<V> {
         debug_assert_eq!(h, hash(key));
         let at = match self.find(h, key) {
             Some(at) => at,
-            None => {
-                if (self.items.len() + 1) * 2 > self.slots.len() {
-                    self.grow();
-                }
-                let at = self.items.len();
-                assert!(at < u32::MAX as usize, "a HotMap holds fewer than 2^32 - 1 items");
-                self.items.push(Item { hash: h.0, key: AcctKey::from(key), value: make() });
-                self.place(h.0, at);
-                at
-            }
+            None => self.push_new(h, AcctKey::from(key), make()),
         };
         &mut self.items[at].value
     }
@@ -138,10 +135,7 @@ impl<V> HotMap<V> {
         if self.items.is_empty() {
             return self.clear();
         }
-        self.slots = vec![0; (self.items.len() * 2).next_power_of_two().max(SLOTS_MIN)];
-        for at in 0..self.items.len() {
-            self.place(self.items[at].hash, at);
-        }
+        self.rebuild((self.items.len() * 2).next_power_of_two().max(SLOTS_MIN));
     }
 
     fn place(&mut self, h: u64, at: usize) {
@@ -153,8 +147,9 @@ impl<V> HotMap<V> {
         self.slots[i] = (h >> 32) << 32 | (at as u64 + 1);
     }
 
-    fn grow(&mut self) {
-        self.slots = vec![0; (self.slots.len() * 2).max(SLOTS_MIN)];
+    /// A table of `slots` slots (a power of two) for the items.
+    fn rebuild(&mut self, slots: usize) {
+        self.slots = vec![0; slots];
         for at in 0..self.items.len() {
             self.place(self.items[at].hash, at);
         }

@@ -565,26 +565,26 @@ impl Ledger {
                     _ => None,
                 }
             }
-            let hashes: Vec<Option<Hashed>> = newest_of.iter().map(|(key, _)| name(key).map(hot_map::hash)).collect();
+            let accounts: Vec<Option<(&str, Hashed)>> = newest_of.iter().map(|(key, _)| name(key).map(|n| (n, hot_map::hash(n)))).collect();
             let ahead = LOG_DIRTY_PREFETCH_AHEAD;
             let cache = self.accounts.borrow();
             for (i, &(key, newest)) in newest_of.iter().enumerate() {
-                if let Some(Some(h)) = hashes.get(i + 2 * ahead) {
+                if let Some(Some((_, h))) = accounts.get(i + 2 * ahead) {
                     cache.prefetch_slot_hashed(*h);
                     self.logged.prefetch_slot(*h);
                 }
-                if let Some(Some(h)) = hashes.get(i + ahead) {
+                if let Some(Some((_, h))) = accounts.get(i + ahead) {
                     cache.prefetch_item(*h);
                     self.logged.prefetch_item(*h);
                 }
                 // the lots the encoding reads, once the account's item is in
-                if let (Some(Some(h)), Some((k, _))) = (hashes.get(i + ahead / 2), newest_of.get(i + ahead / 2)) {
-                    if let Some(a) = name(k).and_then(|n| cache.get_hashed(*h, n)) {
+                if let Some(Some((n, h))) = accounts.get(i + ahead / 2) {
+                    if let Some(a) = cache.get_hashed(*h, n) {
                         crate::prefetch_slice(&a.lots, WARM_LOT_LINES_MAX);
                     }
                 }
-                match (name(key), hashes[i]) {
-                    (Some(name), Some(h)) => {
+                match accounts[i] {
+                    Some((name, h)) => {
                         // written back: a reader's chain starts here again
                         self.logged.written_back(name);
                         match cache.get_hashed(h, name) {
@@ -595,7 +595,7 @@ impl Ledger {
                             }
                         }
                     }
-                    _ => rows.push(key, |out| out.extend_from_slice(newest)),
+                    None => rows.push(key, |out| out.extend_from_slice(newest)),
                 }
             }
             next
