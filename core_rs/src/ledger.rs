@@ -580,7 +580,7 @@ impl Ledger {
                 // the lots the encoding reads, once the account's item is in
                 if let Some(Some((n, h))) = accounts.get(i + ahead / 2) {
                     if let Some(a) = cache.get_hashed(*h, n) {
-                        crate::prefetch_slice(&a.lots, WARM_LOT_LINES_MAX);
+                        crate::prefetch_slice(&a.lots, MERGE_PREFETCH_LOT_LINES_MAX);
                     }
                 }
                 match accounts[i] {

@@ -24,11 +24,11 @@ pub const QUEUE_DEPTH_MAX: usize = 1_024;
 /// (`Ledger::warm`): enough to overlap their cache misses, few enough that what they load
 /// (~10 lines each) stays in the first-level cache until they are applied.
 pub const WARM_AHEAD_COMMANDS: usize = 16;
-/// How many accounts ahead `Ledger::log_dirty` starts loading an account's item in the state
-/// log's key map (and twice as far ahead, its slot).
+/// How many accounts ahead `Ledger::log_dirty` and a merge step start loading an account's
+/// item in the state log's key map and the account cache (and twice as far ahead, its slot).
 pub const LOG_DIRTY_PREFETCH_AHEAD: usize = 8;
 /// Cache lines of an account's lots a merge step loads ahead of encoding it (a lot is one line).
-pub const WARM_LOT_LINES_MAX: usize = 8;
+pub const MERGE_PREFETCH_LOT_LINES_MAX: usize = 8;
 /// Emptied entry lists of each kind the writer keeps for its next entries (`model::ListPool`):
 /// sixteen seal chunks' worth (`SEAL_CHUNK_ENTRIES`), where one command takes one or two.
 pub const LIST_POOL_LISTS_MAX: usize = 4_096;

@@ -645,8 +645,7 @@ impl LoggedKeys {
         };
         match account {
             Some(k) => {
-                let a = self.accounts.get_or_insert_with(hot_map::hash(k), k, LoggedAccount::default);
-                a.record = a.record.max(record);
+                self.log_account(hot_map::hash(k), k, record, 0);
             }
             None => {
                 let r = self.other.entry(tagged.to_vec()).or_insert(record);
@@ -694,8 +693,9 @@ impl LoggedKeys {
     pub fn is_empty(&self) -> bool {
         self.accounts.is_empty() && self.other.is_empty()
     }
-    /// What is kept of account `key` (tests).
-    pub fn account(&self, key: &str) -> Option<LoggedAccount> {
+    /// What is kept of account `key`.
+    #[cfg(test)]
+    fn account(&self, key: &str) -> Option<LoggedAccount> {
         self.accounts.get(key).copied()
     }
 }
