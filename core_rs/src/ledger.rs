@@ -393,10 +393,10 @@ impl Ledger {
                 self.logged.prefetch_item(*h);
             }
             let (k, head) = &run[0];
-            let gained = if is_system_account(k) { 0 } else { run.len() as u32 };
-            let chain = self.logged.log_account(hashes[i], k, record, gained);
+            let system = is_system_account(k);
+            let chain = self.logged.log_account(hashes[i], k, record, if system { 0 } else { run.len() as u32 });
             LogTag::Account.key_into(&mut key, k.as_bytes());
-            if is_system_account(k) {
+            if system {
                 blob.push(&key, |out| encode_into(out, &cache[k.as_str()]));
             } else {
                 debug_assert_eq!(*head, cache[k.as_str()].ls, "the newest head logged for {k}");
