@@ -34,6 +34,8 @@ pub const MERGE_PREFETCH_LOT_LINES_MAX: usize = 8;
 pub const LIST_POOL_LISTS_MAX: usize = 4_096;
 /// Longer lists are freed, not kept (an `expire` entry can hold thousands of postings).
 pub const LIST_POOL_CAPACITY_MAX: usize = 16;
+/// A command's copy of an account has room for at least this many lots (`Account::clone_with_room`).
+pub const ACCOUNT_LOTS_CAPACITY_MIN: usize = 8;
 /// Point types in one programme.
 pub const POINT_TYPES_PER_PROGRAMME_MAX: usize = 16;
 /// Live lots kept on one account; a credit past this is refused (merge or expire first).

@@ -334,10 +334,12 @@ impl Account {
 
     /// A copy for a command to change, with room for one more lot: a credit's new lot then
     /// goes in without growing the list (a reallocation per credit).
-    /// The copy's lots go into `lots` (an emptied list from the writer's `ListPool`).
+    /// The copy's lots go into `lots` (an emptied list from the writer's `ListPool`), given at
+    /// least ACCOUNT_LOTS_CAPACITY_MIN: the lists circulate between accounts of different
+    /// sizes, and an exact fit made every other copy reallocate (~6% of the writer's samples).
     pub fn clone_with_room(&self, mut lots: Vec<Lot>) -> Account {
         lots.clear();
-        lots.reserve(self.lots.len() + 1);
+        lots.reserve((self.lots.len() + 1).max(ACCOUNT_LOTS_CAPACITY_MIN));
         lots.extend_from_slice(&self.lots);
         Account { v: self.v, b: self.b, hd: self.hd, ls: self.ls, lots }
     }
