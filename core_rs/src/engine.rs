@@ -331,7 +331,7 @@ fn commit_group(ledger: &mut Ledger, group: &mut [Submission], stats: &WriterSta
             let mut cmds = std::mem::take(&mut s.cmds).into_iter();
             for (i, fp) in s.fps.iter().enumerate() {
                 if i % WARM_AHEAD_COMMANDS == 0 {
-                    ledger.warm(&cmds.as_slice()[..WARM_AHEAD_COMMANDS.min(cmds.len())]);
+                    ledger.warm(cmds.as_slice(), i == 0);
                 }
                 let cmd = cmds.next().expect("one fingerprint per command");
                 match ledger.apply_fingerprinted(&mut txn, cmd, *fp) {

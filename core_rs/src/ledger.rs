@@ -24,6 +24,9 @@ use crate::store::*;
 /// The rules engine's commands (issue #3), a child module so it can use the overlay below.
 #[path = "rules/apply.rs"]
 mod rules_apply;
+/// Prefetching the next commands' cache lookups (`Ledger::warm`).
+#[path = "warm.rs"]
+mod warm;
 
 pub struct Ledger {
     pub store: Store,
@@ -94,6 +97,8 @@ pub struct Ledger {
     system_keys: RefCell<[Option<(AcctKey, AcctKey, AcctKey)>; SystemAccount::COUNT]>,
     /// Emptied lists of sealed entries, for the next entries (`ListPool`).
     lists: ListPool,
+    /// The key hashes of the commands `warm` is loading ahead.
+    warm_ring: warm::WarmRing,
 }
 
 /// A state log record's (key, value) rows, owned.
@@ -235,6 +240,7 @@ impl Ledger {
             spare: Default::default(),
             system_keys: Default::default(),
             lists: ListPool::default(),
+            warm_ring: Default::default(),
         };
         l.reload()?;
         // A log written before history heads holds member states. Once a later record logged a
@@ -687,67 +693,6 @@ impl Ledger {
             w.drafts.push(Draft::default());
         }
         self.flush(txn, w, env, fp)
-    }
-
-    /// Start loading what the next commands will read from the in-memory caches: their ids'
-    /// filter blocks, and for credits, redeems and holds their members, their accounts and
-    /// those accounts' lots. At a million members each is a cache miss or two, which `apply`
-    /// would wait on one after another; here every load is started for all of `envs` in one
-    /// step before the loads that depend on it in the next (`hot_map`), so they overlap.
-    /// Changes nothing.
-    pub fn warm(&self, envs: &[Envelope]) {
-        let (members, accounts) = (self.members.borrow(), self.accounts.borrow());
-        let items = |slots: &[(Hashed, AcctKey)]| slots.iter().for_each(|(h, _)| accounts.prefetch_item(*h));
-        let lots = |slots: &[(Hashed, AcctKey)]| {
-            for (h, key) in slots {
-                if let Some(a) = accounts.get_hashed(*h, key) {
-                    crate::prefetch(a.lots.as_ptr());
-                }
-            }
-        };
-        // 1. slots: each member's, and each account's whose point type the command names
-        let mut member_slots = Vec::with_capacity(envs.len());
-        let mut account_slots = Vec::with_capacity(envs.len());
-        for e in envs {
-            self.idem.prefetch(e.id.as_bytes());
-            let (member, point_type) = match &e.cmd {
-                Command::Credit { member, point_type, .. } => (member, Some(point_type)),
-                Command::Redeem { member, point_type, .. } | Command::Hold { member, point_type, .. } => (member, point_type.as_ref()),
-                _ => continue,
-            };
-            member_slots.push((e, member.as_str(), members.prefetch_slot(member)));
-            if let Some(t) = point_type {
-                let key = member_account(member, t);
-                account_slots.push((accounts.prefetch_slot(&key), key));
-            }
-        }
-        // 2. items
-        for (_, _, h) in &member_slots {
-            members.prefetch_item(*h);
-        }
-        items(&account_slots);
-        // 3. what the items point to: a member's record, an account's lots
-        let found: Vec<(&Envelope, &Rc<Member>)> = member_slots.iter().filter_map(|(e, id, h)| Some((*e, members.get_hashed(*h, id)?))).collect();
-        for (_, m) in &found {
-            crate::prefetch(Rc::as_ptr(m));
-        }
-        lots(&account_slots);
-        // 4. the member's programme id (read by every command); a redeem from any point type
-        // learns its accounts only now, and its loads start here
-        for (_, m) in &found {
-            crate::prefetch(m.programme.as_ptr());
-        }
-        let mut late = vec![];
-        for (e, m) in &found {
-            if let Command::Redeem { member, point_type: None, .. } | Command::Hold { member, point_type: None, .. } = &e.cmd {
-                for t in self.programmes.get(&m.programme).iter().flat_map(|p| &p.types) {
-                    let key = member_account(member, &t.id);
-                    late.push((accounts.prefetch_slot(&key), key));
-                }
-            }
-        }
-        items(&late);
-        lots(&late);
     }
 
     /// Return the list pool a command borrowed (its place holds the empty pool left by

@@ -20,9 +20,10 @@ pub const SUBMIT_CHUNK_COMMANDS: usize = 2_048;
 pub const GROUP_COMMIT_COMMANDS_MAX: usize = 100_000;
 /// Submissions waiting for the writer; callers block (GIL released) when it is full.
 pub const QUEUE_DEPTH_MAX: usize = 1_024;
-/// Commands whose cached state the writer starts loading together before applying them
-/// (`Ledger::warm`): enough to overlap their cache misses, few enough that what they load
-/// (~10 lines each) stays in the first-level cache until they are applied.
+/// Commands whose cached state the writer starts loading together, a step of each lookup per
+/// chunk applied (`Ledger::warm`): enough to overlap their cache misses, few enough that what
+/// they load (~10 lines each, three chunks ahead) stays in the second-level cache until they
+/// are applied.
 pub const WARM_AHEAD_COMMANDS: usize = 16;
 /// How many accounts ahead `Ledger::log_dirty` and a merge step start loading an account's
 /// item in the state log's key map and the account cache (and twice as far ahead, its slot).
