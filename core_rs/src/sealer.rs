@@ -37,6 +37,8 @@ struct Sealed {
     head: Vec<u8>,
     /// the entries' lists, emptied, for the writer's next entries
     lists: ListPool,
+    /// the batch's list, emptied, for the writer's next batch
+    batch: Vec<Entry>,
 }
 
 pub struct Sealer {
@@ -55,6 +57,8 @@ pub struct Sealer {
     scratch: Vec<u8>,
     /// lists of sealed entries, sent back emptied, not yet taken by the writer
     pub lists: ListPool,
+    /// emptied batches sent back, for the next (at most SEAL_CHUNKS_IN_FLIGHT_MAX + 1)
+    batches: Vec<Vec<Entry>>,
 }
 
 impl Sealer {
@@ -72,8 +76,8 @@ impl Sealer {
                         last = h;
                     }
                     let chunks = seal_batch(&mut job.entries, &mut last, &mut scratch);
-                    let lists = keep_lists(job.entries);
-                    if tx.send(Sealed { chunks, head: last.clone(), lists }).is_err() {
+                    let lists = keep_lists(&mut job.entries);
+                    if tx.send(Sealed { chunks, head: last.clone(), lists, batch: job.entries }).is_err() {
                         break;
                     }
                 }
@@ -89,13 +93,19 @@ impl Sealer {
             ready: VecDeque::new(),
             scratch: Vec::with_capacity(ENTRY_BUFFER_BYTES),
             lists: ListPool::default(),
+            batches: Vec::new(),
         })
     }
 
-    /// Queue an entry (its `ph` and `h` are set when it is sealed).
-    pub fn push(&mut self, e: Entry) -> Result<()> {
-        debug_assert!(self.batch.last().is_none_or(|l| l.seq + 1 == e.seq));
-        self.batch.push(e);
+    /// The entries not yet sent, in seq order: the writer builds a command's entries at the
+    /// end, in place (their `ph` and `h` are set when they are sealed), then `send_if_full`.
+    pub fn queue(&mut self) -> &mut Vec<Entry> {
+        &mut self.batch
+    }
+
+    /// Send the queued entries to be sealed once they fill a chunk.
+    pub fn send_if_full(&mut self) -> Result<()> {
+        debug_assert!(self.batch.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
         if self.batch.len() >= SEAL_CHUNK_ENTRIES {
             self.send()?;
         }
@@ -107,7 +117,9 @@ impl Sealer {
             return Ok(());
         }
         let head = (self.outstanding == 0).then(|| self.head.clone());
-        let entries = std::mem::replace(&mut self.batch, Vec::with_capacity(SEAL_CHUNK_ENTRIES));
+        // an emptied batch back from the thread (each is ~170 KB, fresh pages when new)
+        let next = self.batches.pop().unwrap_or_else(|| Vec::with_capacity(SEAL_CHUNK_ENTRIES));
+        let entries = std::mem::replace(&mut self.batch, next);
         let jobs = self.jobs.as_ref().ok_or(LedgerError::Closed)?;
         jobs.send(Job { head, entries }).map_err(|_| Self::gone())?;
         self.outstanding += 1;
@@ -123,6 +135,9 @@ impl Sealer {
         self.head = s.head;
         self.ready.extend(s.chunks);
         self.lists.absorb(s.lists);
+        if s.batch.capacity() >= SEAL_CHUNK_ENTRIES && self.batches.len() <= SEAL_CHUNKS_IN_FLIGHT_MAX {
+            self.batches.push(s.batch);
+        }
     }
 
     /// Chunks that are back already, without waiting.
@@ -137,9 +152,8 @@ impl Sealer {
     /// nothing is outstanding.
     fn seal_all(&mut self) -> Result<()> {
         if self.outstanding == 0 {
-            let mut batch = std::mem::take(&mut self.batch);
-            self.ready.extend(seal_batch(&mut batch, &mut self.head, &mut self.scratch));
-            self.lists.absorb(keep_lists(batch));
+            self.ready.extend(seal_batch(&mut self.batch, &mut self.head, &mut self.scratch));
+            self.lists.absorb(keep_lists(&mut self.batch));
         } else {
             self.send()?;
         }
@@ -188,10 +202,11 @@ impl Drop for Sealer {
     }
 }
 
-/// The lists of sealed entries, emptied (`ListPool`); the rest of each entry is dropped here.
-fn keep_lists(entries: Vec<Entry>) -> ListPool {
+/// The lists of sealed entries, emptied (`ListPool`); the rest of each entry is dropped here,
+/// and `entries` is left empty.
+fn keep_lists(entries: &mut Vec<Entry>) -> ListPool {
     let mut lists = ListPool::default();
-    for e in entries {
+    for e in entries.drain(..) {
         lists.keep_postings(e.po);
         lists.keep_consumed(e.used);
         lists.keep_consumed(e.made);
