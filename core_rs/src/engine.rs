@@ -217,7 +217,7 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
                 Ok(s) => s,
                 Err(RecvTimeoutError::Timeout) => {
                     let t0 = Instant::now();
-                    room_credit = match ledger.store.extend_file_step(FileRoom::default()) {
+                    room_credit = match ledger.store.extend_file_step(FileRoom::default(), || !rx.is_empty()) {
                         Ok(n) if n > 0 => room_credit.saturating_sub(n),
                         // room enough; or a failure (a full disk): the file grows as LMDB writes
                         _ => 0,

@@ -129,15 +129,16 @@ pub const IDEM_FILTER_BITS_MIN: u64 = 1 << 24;
 /// Room kept zeroed past LMDB's last page in the data file (`store::FileRoom`): a commit that
 /// grows the file pays for new blocks in its fsync. Written after a group that grew LMDB's
 /// used part by FILE_ROOM_TRIGGER_BYTES or more (twice its growth), once the writer has been
-/// idle FILE_ROOM_IDLE_MS, in steps of FILE_ROOM_STEP_BYTES: a step holds up a command that
-/// arrives meanwhile for one 4 MiB write and fsync (a few ms here), and commits of a few
-/// pages (a unary server's) earn no steps. Only files past
+/// idle FILE_ROOM_IDLE_MS, in steps of FILE_ROOM_STEP_BYTES written FILE_ROOM_PIECE_BYTES at a
+/// time: a command that arrives meanwhile waits for one piece (~0.5 ms here; a whole step and
+/// its fsync took ~10 ms), and commits of a few pages (a unary server's) earn no steps. Only files past
 /// FILE_ROOM_FROM_BYTES get it (tests and demos stay small), and at most an eighth of the
 /// used size, at most FILE_ROOM_MAX_BYTES, is kept.
 pub const FILE_ROOM_FROM_BYTES: u64 = 256 << 20;
 pub const FILE_ROOM_DIVISOR: u64 = 8;
 pub const FILE_ROOM_MAX_BYTES: u64 = 1 << 30;
 pub const FILE_ROOM_STEP_BYTES: usize = 4 << 20;
+pub const FILE_ROOM_PIECE_BYTES: usize = 256 << 10;
 pub const FILE_ROOM_IDLE_MS: u64 = 5;
 pub const FILE_ROOM_TRIGGER_BYTES: u64 = 1 << 20;
 /// LMDB environment sizing.

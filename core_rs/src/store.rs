@@ -32,8 +32,10 @@ pub struct FileRoom {
     /// room kept: the used part over this, at most `headroom_max_bytes`
     pub headroom_divisor: u64,
     pub headroom_max_bytes: u64,
-    /// zeros written per step
+    /// zeros written per step, and per write within a step (a step stops between writes when
+    /// a command arrives)
     pub step_bytes: usize,
+    pub piece_bytes: usize,
 }
 
 impl Default for FileRoom {
@@ -43,6 +45,7 @@ impl Default for FileRoom {
             headroom_divisor: FILE_ROOM_DIVISOR,
             headroom_max_bytes: FILE_ROOM_MAX_BYTES,
             step_bytes: FILE_ROOM_STEP_BYTES,
+            piece_bytes: FILE_ROOM_PIECE_BYTES,
         }
     }
 }
@@ -161,10 +164,15 @@ impl Store {
     /// once with zeros are later overwritten in place. (`fallocate` did not help: its unwritten
     /// extents are converted at the first write, the same journal work.)
     ///
+    /// The step is written a piece at a time, and stops early (without its fsync) once `stop`
+    /// says so: a batch that arrives meanwhile waits for one piece, not for the whole step and
+    /// its fsync (~10 ms on this VM, a third of a 10,000-command round). The pieces written are
+    /// synced by the next commit's fsync, as pages of the same file.
+    ///
     /// Only the writer calls this, between its transactions: LMDB writes only when a
     /// transaction commits, and then no page past the ones it allocated, so zeros written past
     /// the last committed page land where nothing is.
-    pub fn extend_file_step(&self, room: FileRoom) -> Result<u64> {
+    pub fn extend_file_step(&self, room: FileRoom, stop: impl Fn() -> bool) -> Result<u64> {
         use std::os::unix::fs::FileExt;
         let storage = |e: std::io::Error| LedgerError::Storage(format!("extending the data file: {e}"));
         let used = self.used_bytes();
@@ -177,10 +185,19 @@ impl Store {
         if len >= used + want {
             return Ok(0);
         }
-        let zeros = vec![0u8; room.step_bytes];
-        file.write_all_at(&zeros, len.max(used)).map_err(storage)?;
+        let piece = room.piece_bytes.clamp(1, room.step_bytes);
+        let zeros = vec![0u8; piece];
+        let mut written = 0;
+        while written < room.step_bytes {
+            if written > 0 && stop() {
+                return Ok(written as u64);
+            }
+            let n = piece.min(room.step_bytes - written);
+            file.write_all_at(&zeros[..n], len.max(used) + written as u64).map_err(storage)?;
+            written += n;
+        }
         file.sync_data().map_err(storage)?;
-        Ok(room.step_bytes as u64)
+        Ok(written as u64)
     }
 
     /// Bytes of the data file LMDB uses: its pages up to the last committed one.

@@ -30,12 +30,15 @@ fn room_is_zeros_past_the_last_used_page_and_later_commits_use_it() {
     // every submit has returned, so the writer is between transactions (and leaves a file
     // this small alone with the default room), as `extend_file_step` requires
     let (before, used) = (data_file(&fx), used_bytes(&fx));
-    assert_eq!(fx.store().extend_file_step(FileRoom { from_bytes: used as u64 + 1, ..FileRoom::default() }).unwrap(), 0, "a file below `from_bytes` is left alone");
+    assert_eq!(fx.store().extend_file_step(FileRoom { from_bytes: used as u64 + 1, ..FileRoom::default() }, || false).unwrap(), 0, "a file below `from_bytes` is left alone");
     assert_eq!(data_file(&fx).len(), before.len());
 
-    let room = FileRoom { from_bytes: 0, headroom_divisor: 1, headroom_max_bytes: 1 << 20, step_bytes: 256 << 10 };
+    let room = FileRoom { from_bytes: 0, headroom_divisor: 1, headroom_max_bytes: 1 << 20, step_bytes: 256 << 10, piece_bytes: 64 << 10 };
+    // a step told to stop writes one piece and returns
+    assert_eq!(fx.store().extend_file_step(room, || true).unwrap(), 64 << 10);
+    assert_eq!(data_file(&fx).len(), before.len().max(used) + (64 << 10), "one piece past the end");
     let mut steps = 0;
-    while fx.store().extend_file_step(room).unwrap() > 0 {
+    while fx.store().extend_file_step(room, || false).unwrap() > 0 {
         steps += 1;
         assert!(steps <= 5, "room grows to its target and stops");
     }
@@ -44,7 +47,7 @@ fn room_is_zeros_past_the_last_used_page_and_later_commits_use_it() {
     assert!(steps >= 1 && after.len() >= used + want, "{steps} steps, {} bytes for {used} used", after.len());
     assert_eq!(after[..used], before[..used], "no used page changed");
     assert!(after[before.len().max(used)..].iter().all(|b| *b == 0), "the room is zeros");
-    assert_eq!(fx.store().extend_file_step(room).unwrap(), 0, "enough room: nothing written");
+    assert_eq!(fx.store().extend_file_step(room, || false).unwrap(), 0, "enough room: nothing written");
 
     // later commits write into the room; after a reopen everything reads back and audits clean
     for i in 0..300 {
