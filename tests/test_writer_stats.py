@@ -42,6 +42,33 @@ def test_writer_stats_count_groups_commands_and_time(tmp_path: Path) -> None:
         assert after["checkpoints"] == 0
 
 
+@pytest.mark.parametrize("tail", ["none", "bad"])
+def test_a_batch_of_many_chunks_is_one_group_commit(tmp_path: Path, tail: str) -> None:
+    """The binding queues a batch chunk by chunk as it parses it; the writer holds its group
+    open for the next chunk, so the batch commits once (not once for its first chunk and
+    again for the rest). A batch whose last commands are all bad input still ends its group
+    at once: the writer is only told more follows when another good command does."""
+    from pypoints import _core
+    clock = FakeClock()
+    with pp.Ledger(tmp_path / "data", clock=clock) as ledger:
+        ledger.define_programme("bank", "Bank points")
+        ledger.define_point_type("bank", pp.PointTypeSpec("pts", priority=0))
+        members = [f"m{k}" for k in range(4)]  # an account holds at most 4,096 lots
+        for m in members:
+            ledger.open_member(m, "bank")
+        n = 3 * _core.SUBMIT_CHUNK_COMMANDS + 5
+        cmds = [pp.commands.Credit(f"c{i}", members[i % 4], "pts", 1, None, "").as_tuple(clock()) for i in range(n)]
+        if tail == "bad":  # a whole chunk's worth of unparseable commands at the end
+            cmds += [("credit", f"bad{i}") for i in range(_core.SUBMIT_CHUNK_COMMANDS)]
+        before = ledger.writer_stats()
+        results = ledger.submit_tuples(cmds)
+        after = ledger.writer_stats()
+        assert all(isinstance(r, pp.Receipt) for r in results[:n])
+        assert all(isinstance(r, pp.InvalidArgument) for r in results[n:])
+        assert (after["groups"] - before["groups"], after["commands"] - before["commands"]) == (1, n)
+        assert sum(ledger.balance(m, "pts").total for m in members) == n
+
+
 def test_checkpoint_writes_the_state_log_back_after_the_batches_before_it(tmp_path: Path) -> None:
     clock = FakeClock()
     data = tmp_path / "data"

@@ -15,6 +15,11 @@ pub const BATCH_SIZE_MAX: usize = 100_000;
 /// A batch goes to the writer in chunks of this many commands, so preparing the next chunk
 /// (parsing, fingerprints) overlaps applying this one (engine.rs `submit_async`).
 pub const SUBMIT_CHUNK_COMMANDS: usize = 2_048;
+/// How long the writer holds a group open for the next chunk of a batch whose submitter said
+/// one follows (`Engine::submit_async_part`): a chunk takes its submitter ~1 ms to prepare,
+/// more when other Python threads hold the GIL; the full wait is only for a submitter that
+/// failed between chunks.
+pub const SUBMIT_FOLLOW_WAIT_MS: u64 = 50;
 /// Commands the writer applies in one LMDB write transaction (one commit, one fsync).
 /// Submissions (chunks) are never split, so one commit can hold up to this plus one chunk.
 pub const GROUP_COMMIT_COMMANDS_MAX: usize = 100_000;

@@ -131,3 +131,24 @@ fn an_aborted_group_leaves_no_sealed_entry_behind() {
     assert_eq!(fx.journal_len(), before + 1);
     fx.assert_audit_clean();
 }
+
+#[test]
+fn a_part_that_promises_more_is_committed_when_none_comes() {
+    use pypoints_core::limits::SUBMIT_FOLLOW_WAIT_MS;
+    let fx = Fx::standard();
+    let groups = |fx: &Fx| fx.engine.stats.snapshot().iter().find(|(k, _)| *k == "groups").unwrap().1;
+    let before = groups(&fx);
+    // two parts of one batch: one group
+    let first = fx.engine.submit_async_part(vec![envelope("part.1", t0(), credit("alice", "merchant", 5))], true).unwrap();
+    let second = fx.engine.submit_async_part(vec![envelope("part.2", t0(), credit("alice", "merchant", 7))], false).unwrap();
+    assert!(first.wait().unwrap()[0].is_ok() && second.wait().unwrap()[0].is_ok());
+    assert_eq!(groups(&fx), before + 1);
+    // a part whose caller never sends the next: committed once the writer stops waiting
+    let t = std::time::Instant::now();
+    let lone = fx.engine.submit_async_part(vec![envelope("part.3", t0(), credit("alice", "merchant", 1))], true).unwrap();
+    assert!(lone.wait().unwrap()[0].is_ok());
+    assert!(t.elapsed() >= std::time::Duration::from_millis(SUBMIT_FOLLOW_WAIT_MS));
+    assert_eq!(groups(&fx), before + 2);
+    assert_eq!(fx.total("alice", "merchant"), 13);
+    fx.assert_audit_clean();
+}

@@ -315,13 +315,25 @@ impl Engine {
         let mut parsed: Vec<Result<(), LedgerError>> = Vec::with_capacity(commands.len());
         let mut pending = Vec::with_capacity(commands.len().div_ceil(limits::SUBMIT_CHUNK_COMMANDS));
         let mut good = Vec::with_capacity(limits::SUBMIT_CHUNK_COMMANDS);
-        for (k, item) in commands.iter().enumerate() {
-            parsed.push(parse(&item).map(|env| good.push(env)));
-            if good.len() == limits::SUBMIT_CHUNK_COMMANDS || (k + 1 == commands.len() && !good.is_empty()) {
-                let (e, chunk) = (engine.clone(), std::mem::take(&mut good));
-                pending.push(detached(py, move || e.submit_async(chunk))?);
+        // A full chunk goes once the next good command is parsed: the writer is told truly
+        // whether more of the batch follows (it keeps its group open for it).
+        for item in commands.iter() {
+            parsed.push(parse(&item).map(|env| {
+                if good.len() == limits::SUBMIT_CHUNK_COMMANDS {
+                    let (e, chunk) = (engine.clone(), std::mem::take(&mut good));
+                    pending.push(detached(py, move || e.submit_async_part(chunk, true)));
+                }
+                good.push(env)
+            }));
+            if let Some(Err(_)) = pending.last() {
+                break;
             }
         }
+        if !good.is_empty() {
+            let (e, chunk) = (engine.clone(), std::mem::take(&mut good));
+            pending.push(detached(py, move || e.submit_async_part(chunk, false)));
+        }
+        let pending = pending.into_iter().collect::<PyResult<Vec<_>>>()?;
         // Build each chunk's Python results as soon as it is durable, while the writer works on
         // the chunks after it; in input order, parse errors in their places.
         let mut out = Vec::with_capacity(parsed.len());
