@@ -68,8 +68,7 @@ impl Ledger {
         // the point types of every programme, for the commands that name none (most stores
         // hold one programme)
         let any_type: Vec<&str> = self.programmes.values().flat_map(|p| &p.types).map(|t| t.id.as_str()).take(WARM_ACCOUNTS_PER_COMMAND_MAX).collect();
-        let at = (self.warm_ring.next + ahead) % WARM_STAGES;
-        let mut chunk = std::mem::take(&mut self.warm_ring.chunks[at]);
+        let chunk = &mut self.warm_ring.chunks[(self.warm_ring.next + ahead) % WARM_STAGES];
         chunk.members.clear();
         chunk.accounts.clear();
         let (members, accounts) = (self.members.borrow(), self.accounts.borrow());
@@ -90,8 +89,6 @@ impl Ledger {
                 }
             }
         }
-        drop((members, accounts));
-        self.warm_ring.chunks[at] = chunk;
     }
 
     /// Stage 2: the items the slots point to.
