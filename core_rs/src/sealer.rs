@@ -105,7 +105,6 @@ impl Sealer {
 
     /// Send the queued entries to be sealed once they fill a chunk.
     pub fn send_if_full(&mut self) -> Result<()> {
-        debug_assert!(self.batch.windows(2).all(|w| w[0].seq + 1 == w[1].seq));
         if self.batch.len() >= SEAL_CHUNK_ENTRIES {
             self.send()?;
         }
@@ -220,6 +219,7 @@ fn keep_lists(entries: &mut Vec<Entry>) -> ListPool {
 
 /// Seal a batch of consecutive entries into journal chunks of at most JOURNAL_CHUNK_ENTRIES_MAX.
 fn seal_batch(entries: &mut [Entry], head: &mut Vec<u8>, scratch: &mut Vec<u8>) -> Vec<SealedChunk> {
+    debug_assert!(entries.windows(2).all(|w| w[0].seq + 1 == w[1].seq), "a batch is consecutive entries");
     entries
         .chunks_mut(JOURNAL_CHUNK_ENTRIES_MAX)
         .map(|part| {
