@@ -515,8 +515,8 @@ impl Ledger {
     fn merge_step(&mut self, txn: &mut RwTxn<'_>, per_step: usize) -> Result<bool> {
         let cycle = self.merge.as_ref().expect("a merge is under way");
         let upto = cycle.upto;
+        // empty: `kept` empties it, and a step that failed left a new one
         let mut rows = std::mem::take(&mut self.merge_rows);
-        rows.clear();
         let next: Option<Vec<u8>> = {
             // (record seq, blob, position, length), oldest record first
             let mut recs = vec![];
