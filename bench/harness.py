@@ -135,9 +135,23 @@ def run_rounds(benchmark: Any, store: Store, *, workload: str, make: Callable[[]
             tally.add(pending.pop())
 
     benchmark.group = workload
+    stats = getattr(store.extra.get("ledger"), "writer_stats", None)  # pypoints only
+    before = stats() if stats else None
     benchmark.pedantic(target, setup=setup, teardown=teardown, rounds=n_rounds, iterations=1)
     teardown(None)
     record(benchmark, store, workload, commands, tally)
+    if stats and before is not None:
+        writer = writer_fields(before, stats(), commands * n_rounds)
+        benchmark.extra_info.update(writer)
+        RESULTS[-1].update(writer)
+
+
+def writer_fields(before: dict[str, int], after: dict[str, int], commands: int) -> dict[str, Any]:
+    """What the writer did over a benchmark's rounds (setups included): group commits, and the
+    state log keys its merges wrote back per command (the background work a round may carry)."""
+    d = {k: after[k] - before[k] for k in ("groups", "merged_keys", "merge_cycles")}
+    return {"writer_groups": d["groups"], "merged_keys_per_command": round(d["merged_keys"] / max(commands, 1), 2),
+            "merge_cycles_begun": d["merge_cycles"], "log_records_after": after["log_records"]}
 
 
 def record(benchmark: Any, store: Store, workload: str, commands: int, tally: wl.Tally) -> None:
@@ -260,6 +274,8 @@ def summary_lines() -> list[str]:
                          f"(sustained {r['ops_per_s_mean'] / c['ops_per_s_mean']:.0%})")
         if "lots_per_redeem" in r:
             notes.append(f"{r['lots_per_redeem']} lots/redeem")
+        if r.get("merged_keys_per_command"):
+            notes.append(f"merge {r['merged_keys_per_command']} keys/cmd")
         if r.get("latency_ms_p99") is not None:
             notes.append(f"p99 {r['latency_ms_p99']} ms")
         if "ops_per_s" in r:

@@ -314,8 +314,10 @@ class Ledger:
     def writer_stats(self) -> dict[str, int]:
         """The writer's counters since the engine opened: `groups` (commits), `commands`,
         `apply_ns` / `flush_ns` / `commit_ns` (time applying, logging accounts, committing with
-        fsync), `checkpoints`, and `room_ns` (time keeping zeroed room at the end of the data
-        file while idle, so commits need not grow it)."""
+        fsync), `checkpoints`, `room_ns` (time keeping zeroed room at the end of the data
+        file while idle, so commits need not grow it), `merged_keys` and `merge_cycles` (the
+        state log's write-back into the B-trees), and two gauges as the last commit left them:
+        `log_records` and `log_states` (the state log's size)."""
         return self.engine.stats()
 
     def audit(self) -> AuditReport:

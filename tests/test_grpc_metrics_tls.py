@@ -43,6 +43,7 @@ def test_metrics_endpoint(tmp_path: Path, clock: FakeClock) -> None:
     assert "pypoints_batch_commands_total 10.0" in text
     assert "pypoints_writer_group_commits_total" in text and "pypoints_writer_commit_seconds_total" in text
     assert "pypoints_writer_commit_batch_size_mean" in text
+    assert "pypoints_writer_merged_keys_total" in text and "pypoints_writer_state_log_records" in text
     assert "pypoints_writer_queue_depth 0.0" in text
 
 

@@ -18,17 +18,82 @@ use crate::store::{Durability, FileRoom, Store};
 
 pub type Outcome = Result<Receipt>;
 
-/// A queued batch's results to come (`Engine::submit_async`), one reply per chunk.
-pub struct Pending(Vec<Receiver<Vec<Outcome>>>);
+/// What the writer tells a submitter about one chunk: its outcomes as soon as the chunk is
+/// applied (not yet durable: a caller may prepare them, e.g. as Python objects, while the group
+/// commits, but must not hand them out), then whether the group holding them is durable.
+enum Reply {
+    Applied(Vec<Outcome>),
+    Durable(Verdict),
+}
+
+/// Whether a group committed: `Err(e)` refuses every command in it (a storage failure).
+pub type Verdict = std::result::Result<(), LedgerError>;
+
+/// A queued batch's results to come (`Engine::submit_async`), one `PendingChunk` per chunk.
+pub struct Pending(Vec<PendingChunk>);
 
 impl Pending {
     /// Wait until every chunk of the batch is durable; results in input order.
     pub fn wait(self) -> Result<Vec<Outcome>> {
         let mut out = Vec::new();
-        for r in self.0 {
-            out.extend(r.recv().map_err(|_| LedgerError::Closed)?);
+        for c in self.0 {
+            out.extend(c.wait()?);
         }
         Ok(out)
+    }
+
+    pub fn into_chunks(self) -> Vec<PendingChunk> {
+        self.0
+    }
+}
+
+/// One queued chunk's results to come: `applied` (its outcomes, before they are durable), then
+/// `durable` (whether they stand).
+pub struct PendingChunk {
+    commands: usize,
+    rx: Receiver<Reply>,
+    /// the verdict, when it came before the outcomes (a group refused before this chunk ran)
+    settled: bool,
+}
+
+impl PendingChunk {
+    /// Block until the writer has applied the chunk: one outcome per command, in order. They
+    /// are not durable yet: `durable` says whether they stand.
+    pub fn applied(&mut self) -> Result<Vec<Outcome>> {
+        match self.rx.recv().map_err(|_| LedgerError::Closed)? {
+            Reply::Applied(v) => {
+                debug_assert_eq!(v.len(), self.commands, "one outcome per command");
+                Ok(v)
+            }
+            Reply::Durable(verdict) => {
+                // refused before it ran: the refusal is each command's outcome, and final
+                self.settled = true;
+                let e = verdict.err().unwrap_or_else(|| LedgerError::Storage("a chunk committed unapplied".into()));
+                Ok(vec![Err(e); self.commands])
+            }
+        }
+    }
+
+    /// Block until the chunk's group is committed (call after `applied`). `Ok(Err(e))`: the
+    /// group was refused, and every command of the chunk failed with `e`.
+    pub fn durable(self) -> Result<Verdict> {
+        if self.settled {
+            return Ok(Ok(()));
+        }
+        match self.rx.recv().map_err(|_| LedgerError::Closed)? {
+            Reply::Durable(verdict) => Ok(verdict),
+            Reply::Applied(_) => unreachable!("a chunk is applied once"),
+        }
+    }
+
+    /// `applied`, then `durable`: the chunk's final outcomes.
+    pub fn wait(mut self) -> Result<Vec<Outcome>> {
+        let n = self.commands;
+        let out = self.applied()?;
+        Ok(match self.durable()? {
+            Ok(()) => out,
+            Err(e) => vec![Err(e); n],
+        })
     }
 }
 
@@ -42,7 +107,7 @@ struct Submission {
     /// the submitting thread is queuing the next chunk of the same batch: the writer keeps its
     /// group open for it (`commit_group`) rather than commit this chunk alone
     more: bool,
-    reply: Sender<Vec<Outcome>>,
+    reply: Sender<Reply>,
 }
 
 /// Counters of the writer since the engine opened (for metrics and benchmarks): relaxed atomics,
@@ -58,13 +123,28 @@ pub struct WriterStats {
     pub checkpoints: AtomicU64,
     /// time writing zeroed room at the end of the data file, while idle (`Store::extend_file_step`)
     pub room_ns: AtomicU64,
+    /// keys merge steps wrote back into their B-trees, and rolling merge cycles begun
+    pub merged_keys: AtomicU64,
+    pub merge_cycles: AtomicU64,
+    /// gauges, as the writer's last commit left them: state log records and states
+    pub log_records: AtomicU64,
+    pub log_states: AtomicU64,
 }
 
 impl WriterStats {
     fn add(c: &AtomicU64, n: u64) {
         c.fetch_add(n, Ordering::Relaxed);
     }
-    pub fn snapshot(&self) -> [(&'static str, u64); 7] {
+    /// Copy the ledger's merge counters and log size (after each commit).
+    fn observe(&self, ledger: &Ledger) {
+        let (records, states) = ledger.log_size();
+        self.merged_keys.store(ledger.merged_keys, Ordering::Relaxed);
+        self.merge_cycles.store(ledger.merge_cycles, Ordering::Relaxed);
+        self.log_records.store(records as u64, Ordering::Relaxed);
+        self.log_states.store(states as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> [(&'static str, u64); 11] {
         let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
         [
             ("groups", g(&self.groups)),
@@ -74,6 +154,10 @@ impl WriterStats {
             ("commit_ns", g(&self.commit_ns)),
             ("checkpoints", g(&self.checkpoints)),
             ("room_ns", g(&self.room_ns)),
+            ("merged_keys", g(&self.merged_keys)),
+            ("merge_cycles", g(&self.merge_cycles)),
+            ("log_records", g(&self.log_records)),
+            ("log_states", g(&self.log_states)),
         ]
     }
 }
@@ -159,10 +243,12 @@ impl Engine {
             let rest = cmds.split_off(cmds.len().min(SUBMIT_CHUNK_COMMANDS));
             let chunk = std::mem::replace(&mut cmds, rest);
             let fps = chunk.iter().map(|c| c.cmd.fingerprint()).collect();
-            let (reply, wait) = bounded(1);
+            // room for both replies: the writer never waits on a submitter
+            let (reply, rx) = bounded(2);
             let more = more_follows || !cmds.is_empty();
+            let commands = chunk.len();
             queue.send(Submission { cmds: chunk, fps, checkpoint: false, more, reply }).map_err(|_| LedgerError::Closed)?;
-            replies.push(wait);
+            replies.push(PendingChunk { commands, rx, settled: false });
         }
         Ok(Pending(replies))
     }
@@ -177,9 +263,9 @@ impl Engine {
         let queue = self.queue.lock().unwrap().clone().ok_or(LedgerError::Closed)?;
         let (reply, wait) = bounded(1);
         queue.send(Submission { cmds: vec![], fps: vec![], checkpoint: true, more: false, reply }).map_err(|_| LedgerError::Closed)?;
-        match wait.recv().map_err(|_| LedgerError::Closed)?.pop() {
-            Some(Err(e)) => Err(e),
-            _ => Ok(()),
+        match wait.recv().map_err(|_| LedgerError::Closed)? {
+            Reply::Durable(verdict) => verdict,
+            Reply::Applied(_) => unreachable!("a checkpoint applies no commands"),
         }
     }
 
@@ -267,16 +353,17 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
             }
         }
         let used_before = ledger.store.used_bytes();
-        let results = commit_group(&mut ledger, &mut group, &rx, &mut then, stats);
+        let verdict = commit_group(&mut ledger, &mut group, &rx, &mut then, stats);
         let grown = ledger.store.used_bytes().saturating_sub(used_before);
         if grown >= FILE_ROOM_TRIGGER_BYTES {
             room_credit = room_credit.saturating_add(2 * grown).min(FILE_ROOM_MAX_BYTES);
         }
         WriterStats::add(&stats.groups, 1);
+        stats.observe(&ledger);
         // the group may have taken in more of a batch (`commit_group`)
         WriterStats::add(&stats.commands, group.iter().map(|s| s.fps.len() as u64).sum());
-        for (s, r) in group.into_iter().zip(results) {
-            let _ = s.reply.send(r);
+        for s in group {
+            let _ = s.reply.send(Reply::Durable(verdict.clone()));
         }
         if let Some(s) = then {
             checkpoint_request(&mut ledger, s, stats);
@@ -303,24 +390,22 @@ fn merge_idle(ledger: &mut Ledger, stats: &WriterStats) {
         }
     }
     WriterStats::add(&stats.flush_ns, t0.elapsed().as_nanos() as u64);
+    stats.observe(ledger);
 }
 
 fn checkpoint_request(ledger: &mut Ledger, s: Submission, stats: &WriterStats) {
     let t0 = Instant::now();
     let r = checkpoint(ledger);
     WriterStats::add(&stats.flush_ns, t0.elapsed().as_nanos() as u64);
-    let reply = match r {
-        Ok(()) => {
-            WriterStats::add(&stats.checkpoints, 1);
-            vec![]
-        }
-        Err(e) => {
-            // the merge is abandoned with its transaction; the log is still whole
+    match &r {
+        Ok(()) => WriterStats::add(&stats.checkpoints, 1),
+        // the merge is abandoned with its transaction; the log is still whole
+        Err(_) => {
             let _ = ledger.reload();
-            vec![Err(e)]
         }
-    };
-    let _ = s.reply.send(reply);
+    }
+    stats.observe(ledger);
+    let _ = s.reply.send(Reply::Durable(r));
 }
 
 fn checkpoint(ledger: &mut Ledger) -> Result<()> {
@@ -337,12 +422,14 @@ fn checkpoint(ledger: &mut Ledger) -> Result<()> {
 /// at most) and takes it in: a batch that came in chunks as its caller parsed it (the Python
 /// binding) committed its first chunk alone, a second commit and state-log record per batch
 /// (~3-4 ms of a 10,000-command round's ~30). A checkpoint request met there goes to `then`.
-fn commit_group(ledger: &mut Ledger, group: &mut Vec<Submission>, rx: &Receiver<Submission>, then: &mut Option<Submission>, stats: &WriterStats) -> Vec<Vec<Outcome>> {
+/// Each submission is sent its outcomes as soon as it is applied (`Reply::Applied`), so its
+/// caller prepares them while the rest of the group runs and commits; the caller sends the
+/// verdict after the commit.
+fn commit_group(ledger: &mut Ledger, group: &mut Vec<Submission>, rx: &Receiver<Submission>, then: &mut Option<Submission>, stats: &WriterStats) -> Verdict {
     let env = ledger.store.env.clone();
-    let mut attempt = || -> std::result::Result<Vec<Vec<Outcome>>, LedgerError> {
+    let mut attempt = || -> Verdict {
         let t0 = Instant::now();
         let mut txn = env.write_txn()?;
-        let mut out = Vec::with_capacity(group.len());
         let mut n: usize = group.iter().map(|s| s.cmds.len()).sum();
         let (mut at, mut waited) = (0, Duration::ZERO);
         loop {
@@ -378,7 +465,7 @@ fn commit_group(ledger: &mut Ledger, group: &mut Vec<Submission>, rx: &Receiver<
                     r => rs.push(r),
                 }
             }
-            out.push(rs);
+            let _ = s.reply.send(Reply::Applied(rs));
         }
         let t1 = Instant::now();
         let checkpointed = ledger.flush_group(&mut txn)?;
@@ -390,13 +477,11 @@ fn commit_group(ledger: &mut Ledger, group: &mut Vec<Submission>, rx: &Receiver<
         WriterStats::add(&stats.flush_ns, ns(t1, t2));
         WriterStats::add(&stats.commit_ns, ns(t2, Instant::now()));
         WriterStats::add(&stats.checkpoints, checkpointed as u64);
-        Ok(out)
+        Ok(())
     };
-    match attempt() {
-        Ok(out) => out,
-        Err(e) => {
-            let _ = ledger.reload();
-            group.iter().map(|s| s.fps.iter().map(|_| Err(e.clone())).collect()).collect()
-        }
+    let verdict = attempt();
+    if verdict.is_err() {
+        let _ = ledger.reload();
     }
+    verdict
 }

@@ -82,6 +82,10 @@ pub struct Ledger {
     pub merge_policy: MergePolicy,
     /// Full checkpoints so far (on close, before expire, past the log's hard bounds).
     pub full_checkpoints: u64,
+    /// Keys merge steps have written back to their B-trees (rolling and full), and rolling
+    /// merge cycles begun: counters for `WriterStats`.
+    pub merged_keys: u64,
+    pub merge_cycles: u64,
     /// Read cache of member records (committed or written by this writer); cleared by `reload`.
     members: RefCell<HotMap<Rc<Member>>>,
     /// Compiled rule sets and write-behind member rule states (rules/apply.rs).
@@ -234,6 +238,8 @@ impl Ledger {
             merge: None,
             merge_policy: MergePolicy::default(),
             full_checkpoints: 0,
+            merged_keys: 0,
+            merge_cycles: 0,
             members: RefCell::default(),
             rules: RefCell::default(),
             expiry_memo: RefCell::default(),
@@ -315,6 +321,11 @@ impl Ledger {
         Ok(())
     }
 
+    /// The state log's size: (records, states).
+    pub fn log_size(&self) -> (usize, usize) {
+        (self.log_groups, self.log_entries)
+    }
+
     /// Keys a merge cycle starting now would merge at most.
     fn log_keys(&self) -> usize {
         self.logged.len() + self.log_idem
@@ -337,6 +348,7 @@ impl Ledger {
             let p = self.merge_policy;
             if self.merge.is_none() && self.log_groups > 0 && (self.log_entries >= p.at_entries || self.log_groups >= p.at_groups) {
                 self.merge = Some(MergeCycle { upto: self.next_seq - 1, from: vec![], keys: self.log_keys(), merged: 0 });
+                self.merge_cycles += 1;
             }
             match &self.merge {
                 None => false,
@@ -608,6 +620,7 @@ impl Ledger {
         };
         write_sorted(&self.store, txn, &rows)?;
         let merged = rows.len();
+        self.merged_keys += merged as u64;
         self.merge_rows = rows.kept();
         match next {
             Some(from) => {

@@ -15,6 +15,9 @@ pub const BATCH_SIZE_MAX: usize = 100_000;
 /// A batch goes to the writer in chunks of this many commands, so preparing the next chunk
 /// (parsing, fingerprints) overlaps applying this one (engine.rs `submit_async`).
 pub const SUBMIT_CHUNK_COMMANDS: usize = 2_048;
+/// The Python binding's first chunk of a batch: the writer waits for it, idle, while it is
+/// parsed (~0.3 µs a command), so it is small.
+pub const SUBMIT_FIRST_CHUNK_COMMANDS: usize = 256;
 /// How long the writer holds a group open for the next chunk of a batch whose submitter said
 /// one follows (`Engine::submit_async_part`): a chunk takes its submitter ~1 ms to prepare,
 /// more when other Python threads hold the GIL; the full wait is only for a submitter that

@@ -26,6 +26,11 @@ class WriterCollector(Collector):
         yield CounterMetricFamily("pypoints_writer_group_commits", "Group commits (LMDB write transactions)", value=s["groups"])
         yield CounterMetricFamily("pypoints_writer_commands", "Commands applied by the writer", value=s["commands"])
         yield CounterMetricFamily("pypoints_writer_checkpoints", "Account-log checkpoints", value=s["checkpoints"])
+        yield CounterMetricFamily("pypoints_writer_merged_keys", "Keys the state log's merges wrote back to their B-trees",
+                                  value=s["merged_keys"])
+        yield GaugeMetricFamily("pypoints_writer_state_log_records", "State log records (group commits not yet merged)",
+                                value=s["log_records"])
+        yield GaugeMetricFamily("pypoints_writer_state_log_states", "States in the state log", value=s["log_states"])
         for phase in ("apply", "flush", "commit"):
             yield CounterMetricFamily(f"pypoints_writer_{phase}_seconds", f"Writer time in {phase}",
                                       value=s[f"{phase}_ns"] / 1e9)

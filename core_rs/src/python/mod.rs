@@ -9,7 +9,7 @@ use pyo3::types::{PyBytes, PyList, PyTuple};
 
 use crate::audit;
 use crate::command::{Command, Envelope, OtpSpec, Order, Receipt as CoreReceipt};
-use crate::engine::{Engine as CoreEngine, Outcome};
+use crate::engine::{Engine as CoreEngine, Outcome, Pending};
 use crate::error::LedgerError;
 use crate::limits;
 use crate::model::*;
@@ -319,7 +319,9 @@ impl Engine {
         // whether more of the batch follows (it keeps its group open for it).
         for item in commands.iter() {
             parsed.push(parse(&item).map(|env| {
-                if good.len() == limits::SUBMIT_CHUNK_COMMANDS {
+                // the first chunk small: the writer starts on it while the rest is parsed
+                let chunk_max = if pending.is_empty() { limits::SUBMIT_FIRST_CHUNK_COMMANDS } else { limits::SUBMIT_CHUNK_COMMANDS };
+                if good.len() == chunk_max {
                     let (e, chunk) = (engine.clone(), std::mem::take(&mut good));
                     pending.push(detached(py, move || e.submit_async_part(chunk, true)));
                 }
@@ -334,17 +336,25 @@ impl Engine {
             pending.push(detached(py, move || e.submit_async_part(chunk, false)));
         }
         let pending = pending.into_iter().collect::<PyResult<Vec<_>>>()?;
-        // Build each chunk's Python results as soon as it is durable, while the writer works on
-        // the chunks after it; in input order, parse errors in their places.
+        // Build each chunk's Python results as soon as the writer has applied it, while it
+        // applies the chunks after it and commits (`PendingChunk::applied`); hand them out once
+        // durable. In input order, parse errors in their places.
         let mut out = Vec::with_capacity(parsed.len());
         let mut parsed = parsed.into_iter().peekable();
-        for p in pending {
-            let mut results = detached(py, move || p.wait())?.into_iter().peekable();
+        let mut chunks = Vec::with_capacity(pending.len());
+        for p in pending.into_iter().flat_map(Pending::into_chunks) {
+            let (p, results) = detached(py, move || {
+                let mut p = p;
+                p.applied().map(|r| (p, r))
+            })?;
+            let mut results = results.into_iter().peekable();
+            let mut at = vec![];
             loop {
                 let r = match parsed.peek() {
                     Some(Err(_)) => Err(parsed.next().and_then(|p| p.err()).expect("peeked an error")),
                     Some(Ok(())) if results.peek().is_some() => {
                         parsed.next();
+                        at.push(out.len());
                         results.next().expect("peeked")
                     }
                     _ => break,
@@ -352,10 +362,19 @@ impl Engine {
                 out.push(outcome_object(py, r)?);
             }
             debug_assert!(results.next().is_none(), "one result per queued command");
+            chunks.push((p, at));
         }
         for p in parsed {
             let e = p.err().expect("every queued command has its result");
             out.push(outcome_object(py, Err(e))?);
+        }
+        // A group refused (a storage failure) refuses each of its commands.
+        for (p, at) in chunks {
+            if let Err(e) = detached(py, move || p.durable())? {
+                for i in at {
+                    out[i] = outcome_object(py, Err(e.clone()))?;
+                }
+            }
         }
         debug_assert_eq!(out.len(), commands.len());
         Ok(out)
@@ -577,6 +596,7 @@ fn core_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("PAGE_SIZE_DEFAULT", limits::PAGE_SIZE_DEFAULT)?;
     m.add("GROUP_COMMIT_COMMANDS_MAX", limits::GROUP_COMMIT_COMMANDS_MAX)?;
     m.add("SUBMIT_CHUNK_COMMANDS", limits::SUBMIT_CHUNK_COMMANDS)?;
+    m.add("SUBMIT_FIRST_CHUNK_COMMANDS", limits::SUBMIT_FIRST_CHUNK_COMMANDS)?;
     m.add("QUEUE_DEPTH_MAX", limits::QUEUE_DEPTH_MAX)?;
     m.add("LOTS_PER_ACCOUNT_MAX", limits::LOTS_PER_ACCOUNT_MAX)?;
     m.add("CARD_NUMBER_LENGTH_MIN", limits::CARD_NUMBER_LENGTH_MIN)?;
