@@ -137,7 +137,7 @@ fn checkpoints(e: &Engine) -> u64 {
 }
 
 /// Writer time per phase (ms) since the last call.
-fn stats_delta(e: &Engine, last: &mut [(&'static str, u64); 7]) -> Vec<(&'static str, u64)> {
+fn stats_delta(e: &Engine, last: &mut [(&'static str, u64); 11]) -> Vec<(&'static str, u64)> {
     let now = e.stats.snapshot();
     let d = now.iter().zip(last.iter()).filter(|((k, _), _)| k.ends_with("_ns")).map(|((k, a), (_, b))| (*k, (a - b) / 1_000_000)).collect();
     *last = now;
