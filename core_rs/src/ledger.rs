@@ -78,6 +78,10 @@ pub struct Ledger {
     last_folded: bool,
     /// The rolling merge of the state log into the B-trees, when one is under way.
     merge: Option<MergeCycle>,
+    /// Keys of the rolling merge that groups have been charged and not yet merged: a step
+    /// has a fixed cost (a cursor into every record), so small groups' shares are gathered
+    /// into steps of `slice_min` (or of what is left of the cycle).
+    merge_owed: usize,
     /// When rolling merges start and how large their slices are.
     pub merge_policy: MergePolicy,
     /// Full checkpoints so far (on close, before expire, past the log's hard bounds).
@@ -133,6 +137,9 @@ pub struct MergePolicy {
     pub slice_per_state: usize,
     pub fold_entries_max: usize,
     pub read_chain_entries_max: u32,
+    /// States in the log past which the writer checkpoints all at once (a stall the rolling
+    /// merge's pace avoids: `limits::STATE_LOG_ENTRIES_MAX`).
+    pub entries_max: usize,
 }
 
 impl Default for MergePolicy {
@@ -144,6 +151,7 @@ impl Default for MergePolicy {
             slice_per_state: STATE_LOG_MERGE_SLICE_PER_STATE,
             fold_entries_max: STATE_LOG_FOLD_ENTRIES_MAX,
             read_chain_entries_max: READ_CHAIN_ENTRIES_MAX,
+            entries_max: STATE_LOG_ENTRIES_MAX,
         }
     }
 }
@@ -236,6 +244,7 @@ impl Ledger {
             last_logged: 0,
             last_folded: false,
             merge: None,
+            merge_owed: 0,
             merge_policy: MergePolicy::default(),
             full_checkpoints: 0,
             merged_keys: 0,
@@ -293,6 +302,7 @@ impl Ledger {
         self.head_dirty = false;
         // A merge under way is not resumed: a new one starts when the log is large again.
         self.merge = None;
+        self.merge_owed = 0;
         self.count_log(&txn, true)?;
         Ok(())
     }
@@ -341,7 +351,7 @@ impl Ledger {
             put(&self.store.meta, txn, HEAD_KEY, &Head { v: SCHEMA_VERSION, next_lot: self.next_lot })?;
         }
         self.log_dirty(txn)?;
-        let full = if self.log_groups > STATE_LOG_GROUPS_MAX || self.log_entries > STATE_LOG_ENTRIES_MAX {
+        let full = if self.log_groups > STATE_LOG_GROUPS_MAX || self.log_entries > self.merge_policy.entries_max {
             self.checkpoint(txn)?;
             true
         } else {
@@ -349,18 +359,30 @@ impl Ledger {
             if self.merge.is_none() && self.log_groups > 0 && (self.log_entries >= p.at_entries || self.log_groups >= p.at_groups) {
                 self.merge = Some(MergeCycle { upto: self.next_seq - 1, from: vec![], keys: self.log_keys(), merged: 0 });
                 self.merge_cycles += 1;
+                self.merge_owed = 0;
             }
             match &self.merge {
                 None => false,
                 Some(m) => {
-                    // Finish before the log reaches its record bound (a full checkpoint is a
-                    // stall), even when small commits follow a large log: each group that took
-                    // a record slot carries its share. A group folded into the newest record
-                    // took none, and carries only a slice in proportion to its size.
-                    let headroom = STATE_LOG_GROUPS_MAX.saturating_sub(self.log_groups + 2).max(1);
-                    let pace = if self.last_folded { 0 } else { m.keys.saturating_sub(m.merged).div_ceil(headroom) };
-                    let slice = (self.last_logged * p.slice_per_state).max(p.slice_min).max(pace).max(1);
-                    self.merge_step(txn, slice)?
+                    // Finish before the log reaches either bound (a full checkpoint is a
+                    // stall), even when small commits follow a large log. Records: each group
+                    // that took a record slot carries its share of what is left (a group
+                    // folded into the newest record took none). States: each group carries a
+                    // share in proportion to the states it logged.
+                    let left = m.keys.saturating_sub(m.merged);
+                    let records_left = STATE_LOG_GROUPS_MAX.saturating_sub(self.log_groups + 2).max(1);
+                    let by_records = if self.last_folded { 0 } else { left.div_ceil(records_left) };
+                    let states_left = p.entries_max.saturating_sub(self.log_entries).max(1);
+                    let by_states = (left as u128 * self.last_logged as u128).div_ceil(states_left as u128);
+                    let by_states = usize::try_from(by_states).unwrap_or(usize::MAX);
+                    let slice = (self.last_logged * p.slice_per_state).max(by_records).max(by_states).max(1);
+                    self.merge_owed = self.merge_owed.saturating_add(slice);
+                    if self.merge_owed >= p.slice_min.min(left) {
+                        let owed = std::mem::take(&mut self.merge_owed);
+                        self.merge_step(txn, owed)?
+                    } else {
+                        false
+                    }
                 }
             }
         };
@@ -518,6 +540,8 @@ impl Ledger {
         if self.merge.is_none() {
             return Ok(false);
         }
+        // (what groups were charged is paid: this step goes further than any of them)
+        self.merge_owed = 0;
         self.merge_step(txn, self.merge_policy.slice_min.max(1))
     }
 

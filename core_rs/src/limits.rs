@@ -81,8 +81,10 @@ pub const C_MALLOC_TRIM_THRESHOLD_BYTES: std::os::raw::c_int = 512 << 20;
 pub const ACCOUNT_CACHE_ENTRIES_MAX: usize = 2_000_000;
 /// Group commits logged (`state_log`) before the writer checkpoints accounts into their
 /// B-tree all at once; a reader looks an account up in at most this many log records (each
-/// record's filter rules out most of them with one cache line: `store::StateLogBlob`).
-pub const STATE_LOG_GROUPS_MAX: usize = 128;
+/// record's filter rules out most of them with one cache line: `store::StateLogBlob`). The
+/// rolling merge paces itself to finish before this: with 128, a cycle starting at ~75
+/// records (6M states, 1M members) had to load ~75k keys onto every group of 10k commands.
+pub const STATE_LOG_GROUPS_MAX: usize = 256;
 /// A member account is logged as its history head, and a reader rebuilds it by folding its
 /// entries since its checkpoint. Once that chain passes this many entries, the account is
 /// logged in full (head and state) until the next merge writes it back: a reader of a hot
@@ -101,9 +103,14 @@ pub const STATE_LOG_ENTRIES_MAX: usize = 12_000_000;
 pub const STATE_LOG_MERGE_AT_ENTRIES: usize = 6_000_000;
 pub const STATE_LOG_MERGE_AT_GROUPS: usize = 96;
 /// A slice: states merged with a group commit — STATE_LOG_MERGE_SLICE_PER_STATE per state the
-/// group logged, at least STATE_LOG_MERGE_SLICE_MIN — so a commit's share of the merge is in
-/// proportion to its own size (a one-command commit is not charged 60k page writes). When no
-/// command waits, the writer merges a STATE_LOG_MERGE_SLICE_MIN slice in a commit of its own.
+/// group logged, or more when the log's bounds near (the pace, `Ledger::flush_group`) — so a
+/// commit's share of the merge is in proportion to its own size: a one-command commit of a
+/// unary server is not charged thousands of page writes (it was charged a whole
+/// STATE_LOG_MERGE_SLICE_MIN slice until session 19: 4 threads of one-command batches ran
+/// at 850/s instead of 5,700/s while a cycle was under way). A step has a fixed cost (a cursor
+/// into every record), so small groups' shares are gathered until they make a step of
+/// STATE_LOG_MERGE_SLICE_MIN keys. When no command waits, the writer merges a
+/// STATE_LOG_MERGE_SLICE_MIN slice in a commit of its own.
 pub const STATE_LOG_MERGE_SLICE_PER_STATE: usize = 2;
 pub const STATE_LOG_MERGE_SLICE_MIN: usize = 4_096;
 /// The writer keeps its buffer of a merge step's rows for the next step up to this size (a
@@ -113,6 +120,9 @@ pub const MERGE_ROWS_BYTES_MAX: usize = 128 << 20;
 /// (while it holds at most this many) instead of appending a record of its own: a busy unary
 /// server's small commits then share records, and leave the merge's slices small.
 pub const STATE_LOG_FOLD_ENTRIES_MAX: usize = 256;
+/// How many records ahead a reader looking for a key in the state log starts loading a
+/// record's filter block (and twice as far ahead, its header): `store::in_log`.
+pub const STATE_LOG_READ_PREFETCH_AHEAD: usize = 4;
 /// Bits per key of a state log record's filter (`store::StateLogBlob`): ~1-2% of the records
 /// that lack a key still get a binary search for it.
 pub const STATE_LOG_FILTER_BITS_PER_KEY: usize = 12;

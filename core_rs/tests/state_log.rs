@@ -264,8 +264,9 @@ fn a_rolling_merge_writes_the_log_into_the_btree_a_slice_per_group_then_drops_th
     let dir = members_store();
     let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
     let mut ledger = Ledger::open(store.clone()).unwrap();
-    // A merge starts once 3 records are logged and merges 13 keys per group.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 13, slice_per_state: 0, fold_entries_max: 0, ..Default::default() };
+    // A merge starts once 3 records are logged and merges a key per state a group logs: 25
+    // (12 accounts, 12 command ids, issuance) a group.
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 13, slice_per_state: 1, fold_entries_max: 0, ..Default::default() };
     let mut want = vec![0i64; MEMBERS];
     let mut merged_at = None;
     for g in 0..12 {
@@ -284,7 +285,7 @@ fn a_rolling_merge_writes_the_log_into_the_btree_a_slice_per_group_then_drops_th
         if done && merged_at.is_none() {
             merged_at = Some(g);
             // The first 3 records (49 keys: 12 members, issuance and the 36 command ids) were
-            // merged over 4 groups (the start group included) and dropped: what is left is the
+            // merged over 2 groups (the start group included) and dropped: what is left is the
             // records of the groups since.
             assert!(log_records(&store) <= 4, "{} records left", log_records(&store));
             // The B-tree holds a state at least as new as the merged records for every member.
@@ -300,7 +301,7 @@ fn a_rolling_merge_writes_the_log_into_the_btree_a_slice_per_group_then_drops_th
         }
     }
     let g = merged_at.expect("a merge completed");
-    assert_eq!(g, 2 + 3, "starts at the 3rd group, 4 steps");
+    assert_eq!(g, 2 + 1, "starts at the 3rd group, 2 steps");
     // Bounded: merges keep the log well under the hard limit that forces a full checkpoint.
     assert!(log_records(&store) as usize <= 3 + 4);
     drop(ledger);
@@ -329,7 +330,7 @@ proptest! {
         let dir = members_store();
         let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
         let mut ledger = Ledger::open(store.clone()).unwrap();
-        ledger.merge_policy = MergePolicy { at_entries, at_groups, slice_min, slice_per_state, fold_entries_max, read_chain_entries_max };
+        ledger.merge_policy = MergePolicy { at_entries, at_groups, slice_min, slice_per_state, fold_entries_max, read_chain_entries_max, ..Default::default() };
         let mut want = vec![0i64; MEMBERS];
         let mut id = 0;
         for cmds in &groups {
@@ -437,6 +438,56 @@ fn small_commits_after_a_large_log_finish_the_merge_before_the_log_reaches_its_r
     for i in 0..MEMBERS {
         let credits = (0..(STATE_LOG_GROUPS_MAX + 10)).filter(|g| g % MEMBERS == i).count() as i64;
         assert_eq!(reader_total(&store, &member(i)), credits);
+    }
+}
+
+#[test]
+fn small_groups_gather_their_merge_shares_into_steps_of_the_minimum_slice() {
+    let dir = members_store();
+    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+    let mut ledger = Ledger::open(store.clone()).unwrap();
+    // Two large groups start a merge (49 keys); then one-credit groups (3 states each: the
+    // account, the id, issuance) owe 3 keys each, merged once 12 are owed.
+    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 12, slice_per_state: 1, fold_entries_max: 0, ..Default::default() };
+    for g in 0..2 {
+        let cmds: Vec<_> = (0..MEMBERS).map(|i| (format!("big{g}.{i}"), credit(&member(i), "internal", 1))).collect();
+        group(&store, &mut ledger, &cmds);
+    }
+    let mut steps = vec![];
+    for g in 0..4 {
+        let before = ledger.merged_keys;
+        group(&store, &mut ledger, &[(format!("small{g}"), credit(&member(g % MEMBERS), "internal", 1))]);
+        steps.push(ledger.merged_keys - before);
+    }
+    // (the group that started the cycle merged its own 25 first; the 12 left end it)
+    assert_eq!(steps, vec![0, 0, 0, 12], "merged per group");
+    for i in 0..MEMBERS {
+        let credits = 2 + (0..4).filter(|g| g % MEMBERS == i).count() as i64;
+        assert_eq!(reader_total(&store, &member(i)), credits);
+    }
+}
+
+#[test]
+fn large_commits_finish_the_merge_before_the_log_reaches_its_state_bound() {
+    let dir = members_store();
+    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+    let mut ledger = Ledger::open(store.clone()).unwrap();
+    // A merge starts at 40 states, and the log may hold 60: slices of 1 key (no share per
+    // state) would take far more groups than the 20 states of headroom allow. The pace by
+    // states has each group carry its share, so no full checkpoint is ever needed.
+    let entries_max = 60;
+    ledger.merge_policy = MergePolicy { at_entries: 40, at_groups: usize::MAX, slice_min: 1, slice_per_state: 0, fold_entries_max: 0, entries_max, ..Default::default() };
+    for g in 0..40 {
+        // every member in every group: 12 accounts, 12 ids, the system account
+        let cmds: Vec<_> = (0..MEMBERS).map(|i| (format!("b{g}.{i}"), credit(&member(i), "internal", 1))).collect();
+        group(&store, &mut ledger, &cmds);
+        let (_, states) = ledger.log_size();
+        assert!(states <= entries_max, "group {g}: {states} states");
+    }
+    assert!(ledger.merge_cycles >= 2, "merges started ({} cycles)", ledger.merge_cycles);
+    assert_eq!(ledger.full_checkpoints, 0, "the log hit its state bound: a full checkpoint stalled a commit");
+    for i in 0..MEMBERS {
+        assert_eq!(reader_total(&store, &member(i)), 40);
     }
 }
 
