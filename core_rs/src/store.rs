@@ -342,6 +342,22 @@ impl StateLogBlob {
         Ok(bits.iter().all(|&bit| block[bit as usize / 8] & (1 << (bit % 8)) != 0))
     }
 
+    /// Start loading the filter block `may_hold_hashed` will read for `hash` (nothing for a
+    /// record too short to have one: the check itself reports it).
+    fn prefetch_block(blob: &[u8], hash: (u64, u64)) {
+        if blob.len() < Self::HEADER || blob[0] != Self::VERSION {
+            return;
+        }
+        let blocks = u32::from_le_bytes(blob[5..Self::HEADER].try_into().unwrap()) as usize;
+        if blocks == 0 {
+            return;
+        }
+        let (b, _) = crate::idem_filter::probes(hash, blocks);
+        if let Some(block) = blob.get(Self::HEADER + b * Self::BLOCK_BYTES..) {
+            crate::prefetch(block.as_ptr());
+        }
+    }
+
     /// `entries` must be sorted by key, without duplicates.
     pub fn encode(entries: &[(&[u8], &[u8])]) -> Vec<u8> {
         let data: usize = entries.iter().map(|(k, v)| k.len() + v.len()).sum();
@@ -566,8 +582,22 @@ pub fn get_logged_bytes<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag, key:
 fn in_log<'t>(store: &Store, txn: &'t RoTxn<'_>, tag: LogTag, key: &[u8]) -> Result<Option<&'t [u8]>> {
     let tagged = tag.key(key);
     let hash = filter_hash(&tagged);
-    for item in store.state_log.rev_iter(txn)? {
-        let (_, blob) = item?;
+    // Newest record first. Each record's filter costs a reader two cache misses (its header,
+    // then the block the key hashes to), one after the other, and a key the log lacks is looked
+    // for in every record: start the loads ahead (the records' values are pointers into the
+    // map, so listing them touches none), headers two steps ahead, blocks one.
+    let blobs = store.state_log.rev_iter(txn)?.map(|item| item.map(|(_, blob)| blob)).collect::<heed::Result<Vec<&[u8]>>>()?;
+    let ahead = STATE_LOG_READ_PREFETCH_AHEAD;
+    for b in blobs.iter().take(2 * ahead) {
+        crate::prefetch(b.as_ptr());
+    }
+    for (i, blob) in blobs.iter().enumerate() {
+        if let Some(b) = blobs.get(i + 2 * ahead) {
+            crate::prefetch(b.as_ptr());
+        }
+        if let Some(b) = blobs.get(i + ahead) {
+            StateLogBlob::prefetch_block(b, hash);
+        }
         if let Some(v) = StateLogBlob::find_hashed(blob, &tagged, hash)? {
             return Ok(Some(v));
         }
