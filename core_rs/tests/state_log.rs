@@ -245,6 +245,22 @@ fn reader_total(store: &Store, m: &str) -> i64 {
     pypoints_core::query::balances(store, m, Some("internal"), t0()).unwrap()[0].total
 }
 
+/// A writer's ledger (no engine thread) over a fresh store of MEMBERS members, merging by `policy`.
+fn members_ledger(policy: MergePolicy) -> (tempfile::TempDir, Store, Ledger) {
+    let dir = members_store();
+    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
+    let mut ledger = Ledger::open(store.clone()).unwrap();
+    ledger.merge_policy = policy;
+    (dir, store, ledger)
+}
+
+/// Every member's balance, as a reader sees it, is `want(member index)`.
+fn assert_reader_totals(store: &Store, want: impl Fn(usize) -> i64) {
+    for i in 0..MEMBERS {
+        assert_eq!(reader_total(store, &member(i)), want(i), "member {i}");
+    }
+}
+
 /// A crash now (no closing checkpoint) loses nothing: a writer opened on the same directory sees
 /// every member's balance in `want`, carries on with one more credit of `n` to member `i`, and
 /// the audit passes.
@@ -261,12 +277,9 @@ fn reopen_after_a_crash_and_carry_on(dir: &tempfile::TempDir, want: &[i64], i: u
 
 #[test]
 fn a_rolling_merge_writes_the_log_into_the_btree_a_slice_per_group_then_drops_the_merged_records() {
-    let dir = members_store();
-    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
-    let mut ledger = Ledger::open(store.clone()).unwrap();
     // A merge starts once 3 records are logged and merges a key per state a group logs: 25
     // (12 accounts, 12 command ids, issuance) a group.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 13, slice_per_state: 1, fold_entries_max: 0, ..Default::default() };
+    let (dir, store, mut ledger) = members_ledger(MergePolicy { at_entries: usize::MAX, at_groups: 3, slice_min: 13, slice_per_state: 1, fold_entries_max: 0, ..Default::default() });
     let mut want = vec![0i64; MEMBERS];
     let mut merged_at = None;
     for g in 0..12 {
@@ -327,10 +340,7 @@ proptest! {
         // small: accounts are logged in full (head and state) after a few entries
         read_chain_entries_max in 0u32..4,
     ) {
-        let dir = members_store();
-        let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
-        let mut ledger = Ledger::open(store.clone()).unwrap();
-        ledger.merge_policy = MergePolicy { at_entries, at_groups, slice_min, slice_per_state, fold_entries_max, read_chain_entries_max, ..Default::default() };
+        let (dir, store, mut ledger) = members_ledger(MergePolicy { at_entries, at_groups, slice_min, slice_per_state, fold_entries_max, read_chain_entries_max, ..Default::default() });
         let mut want = vec![0i64; MEMBERS];
         let mut id = 0;
         for cmds in &groups {
@@ -422,12 +432,9 @@ fn a_checkpoint_request_writes_the_log_back_after_the_batches_queued_before_it()
 
 #[test]
 fn small_commits_after_a_large_log_finish_the_merge_before_the_log_reaches_its_record_bound() {
-    let dir = members_store();
-    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
-    let mut ledger = Ledger::open(store.clone()).unwrap();
     // Slices of 1 key: without pacing, 13 keys would take 13 groups; here the merge starts
     // with the log 3 records short of STATE_LOG_GROUPS_MAX and must keep up.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: STATE_LOG_GROUPS_MAX - 3, slice_min: 1, slice_per_state: 0, fold_entries_max: 0, ..Default::default() };
+    let (_dir, store, mut ledger) = members_ledger(MergePolicy { at_entries: usize::MAX, at_groups: STATE_LOG_GROUPS_MAX - 3, slice_min: 1, slice_per_state: 0, fold_entries_max: 0, ..Default::default() });
     for g in 0..(STATE_LOG_GROUPS_MAX + 10) {
         let m = member(g % MEMBERS);
         let cmds = vec![(format!("s{g}"), credit(&m, "internal", 1))];
@@ -435,20 +442,14 @@ fn small_commits_after_a_large_log_finish_the_merge_before_the_log_reaches_its_r
         assert!(log_records(&store) as usize <= STATE_LOG_GROUPS_MAX, "group {g}");
     }
     assert_eq!(ledger.full_checkpoints, 0, "the log hit its record bound: a full checkpoint stalled a commit");
-    for i in 0..MEMBERS {
-        let credits = (0..(STATE_LOG_GROUPS_MAX + 10)).filter(|g| g % MEMBERS == i).count() as i64;
-        assert_eq!(reader_total(&store, &member(i)), credits);
-    }
+    assert_reader_totals(&store, |i| (0..(STATE_LOG_GROUPS_MAX + 10)).filter(|g| g % MEMBERS == i).count() as i64);
 }
 
 #[test]
 fn small_groups_gather_their_merge_shares_into_steps_of_the_minimum_slice() {
-    let dir = members_store();
-    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
-    let mut ledger = Ledger::open(store.clone()).unwrap();
     // Two large groups start a merge (49 keys); then one-credit groups (3 states each: the
     // account, the id, issuance) owe 3 keys each, merged once 12 are owed.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 12, slice_per_state: 1, fold_entries_max: 0, ..Default::default() };
+    let (_dir, store, mut ledger) = members_ledger(MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 12, slice_per_state: 1, fold_entries_max: 0, ..Default::default() });
     for g in 0..2 {
         let cmds: Vec<_> = (0..MEMBERS).map(|i| (format!("big{g}.{i}"), credit(&member(i), "internal", 1))).collect();
         group(&store, &mut ledger, &cmds);
@@ -461,22 +462,16 @@ fn small_groups_gather_their_merge_shares_into_steps_of_the_minimum_slice() {
     }
     // (the group that started the cycle merged its own 25 first; the 12 left end it)
     assert_eq!(steps, vec![0, 0, 0, 12], "merged per group");
-    for i in 0..MEMBERS {
-        let credits = 2 + (0..4).filter(|g| g % MEMBERS == i).count() as i64;
-        assert_eq!(reader_total(&store, &member(i)), credits);
-    }
+    assert_reader_totals(&store, |i| 2 + (0..4).filter(|g| g % MEMBERS == i).count() as i64);
 }
 
 #[test]
 fn large_commits_finish_the_merge_before_the_log_reaches_its_state_bound() {
-    let dir = members_store();
-    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
-    let mut ledger = Ledger::open(store.clone()).unwrap();
     // A merge starts at 40 states, and the log may hold 60: slices of 1 key (no share per
     // state) would take far more groups than the 20 states of headroom allow. The pace by
     // states has each group carry its share, so no full checkpoint is ever needed.
     let entries_max = 60;
-    ledger.merge_policy = MergePolicy { at_entries: 40, at_groups: usize::MAX, slice_min: 1, slice_per_state: 0, fold_entries_max: 0, entries_max, ..Default::default() };
+    let (_dir, store, mut ledger) = members_ledger(MergePolicy { at_entries: 40, at_groups: usize::MAX, slice_min: 1, slice_per_state: 0, fold_entries_max: 0, entries_max, ..Default::default() });
     for g in 0..40 {
         // every member in every group: 12 accounts, 12 ids, the system account
         let cmds: Vec<_> = (0..MEMBERS).map(|i| (format!("b{g}.{i}"), credit(&member(i), "internal", 1))).collect();
@@ -486,19 +481,14 @@ fn large_commits_finish_the_merge_before_the_log_reaches_its_state_bound() {
     }
     assert!(ledger.merge_cycles >= 2, "merges started ({} cycles)", ledger.merge_cycles);
     assert_eq!(ledger.full_checkpoints, 0, "the log hit its state bound: a full checkpoint stalled a commit");
-    for i in 0..MEMBERS {
-        assert_eq!(reader_total(&store, &member(i)), 40);
-    }
+    assert_reader_totals(&store, |_| 40);
 }
 
 #[test]
 fn small_groups_fold_into_the_newest_record_but_never_into_one_a_merge_covers() {
-    let dir = members_store();
-    let store = Store::open(dir.path(), MAP_SIZE, Durability::Sync).unwrap();
-    let mut ledger = Ledger::open(store.clone()).unwrap();
     // A record takes up to 12 keys by folding (its keys plus the group's, counted before they
     // merge); a merge starts at 2 records, 1 key per step.
-    ledger.merge_policy = MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0, fold_entries_max: 12, ..Default::default() };
+    let (dir, store, mut ledger) = members_ledger(MergePolicy { at_entries: usize::MAX, at_groups: 2, slice_min: 1, slice_per_state: 0, fold_entries_max: 12, ..Default::default() });
     let mut want = vec![0i64; MEMBERS];
     let mut records = vec![];
     for g in 0..12usize {
