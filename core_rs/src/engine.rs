@@ -300,10 +300,21 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
     // grew LMDB's used part by FILE_ROOM_TRIGGER_BYTES or more earns twice its growth. Small
     // commits (a unary server's) earn nothing, so they never wait behind a step.
     let mut room_credit: u64 = 0;
+    // A group just committed: the next idle merge step waits `MergePolicy::idle_after` first.
+    let mut after_group = false;
     loop {
         let first = match rx.try_recv() {
             Ok(s) => s,
-            // Nothing waits: a good moment for a small slice of a rolling merge.
+            // Nothing waits: a good moment for a small slice of a rolling merge, unless the
+            // gap is only the one between a client's reply and its next command.
+            Err(TryRecvError::Empty) if ledger.merge_pending() && after_group => match rx.recv_timeout(ledger.merge_policy.idle_after) {
+                Ok(s) => s,
+                Err(RecvTimeoutError::Timeout) => {
+                    after_group = false;
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            },
             Err(TryRecvError::Empty) if ledger.merge_pending() => {
                 merge_idle(&mut ledger, stats);
                 continue;
@@ -359,6 +370,7 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
             room_credit = room_credit.saturating_add(2 * grown).min(FILE_ROOM_MAX_BYTES);
         }
         WriterStats::add(&stats.groups, 1);
+        after_group = true;
         stats.observe(&ledger);
         // the group may have taken in more of a batch (`commit_group`)
         WriterStats::add(&stats.commands, group.iter().map(|s| s.fps.len() as u64).sum());

@@ -140,6 +140,9 @@ pub struct MergePolicy {
     /// States in the log past which the writer checkpoints all at once (a stall the rolling
     /// merge's pace avoids: `limits::STATE_LOG_ENTRIES_MAX`).
     pub entries_max: usize,
+    /// After a group commit, the writer waits this long for more commands before it merges a
+    /// slice on its own (`limits::STATE_LOG_MERGE_IDLE_MS`).
+    pub idle_after: std::time::Duration,
 }
 
 impl Default for MergePolicy {
@@ -152,6 +155,7 @@ impl Default for MergePolicy {
             fold_entries_max: STATE_LOG_FOLD_ENTRIES_MAX,
             read_chain_entries_max: READ_CHAIN_ENTRIES_MAX,
             entries_max: STATE_LOG_ENTRIES_MAX,
+            idle_after: std::time::Duration::from_millis(STATE_LOG_MERGE_IDLE_MS),
         }
     }
 }

@@ -430,6 +430,43 @@ fn a_checkpoint_request_writes_the_log_back_after_the_batches_queued_before_it()
     assert!(matches!(engine.checkpoint(), Err(LedgerError::Closed)));
 }
 
+/// The writer's merge counters: (keys merged, records in the state log).
+fn merge_counters(engine: &Engine) -> (u64, u64) {
+    let stats: BTreeMap<_, _> = engine.stats.snapshot().into_iter().collect();
+    (stats["merged_keys"], stats["log_records"])
+}
+
+#[test]
+fn the_writer_merges_on_its_own_only_once_nothing_has_come_for_the_idle_wait_after_a_group() {
+    // A merge starts with the first group, and groups owe it too little to take a step (no
+    // share per state, steps of a million keys): only the writer's idle steps advance it.
+    let policy = |idle_after| MergePolicy { at_entries: usize::MAX, at_groups: 1, slice_min: 1_000_000, slice_per_state: 0, fold_entries_max: 0, idle_after, ..Default::default() };
+    let credit_all = |engine: &Engine| {
+        let cmds = (0..MEMBERS).map(|i| envelope(&format!("idle.{i}"), t0(), credit(&member(i), "internal", 5))).collect();
+        assert!(engine.submit(cmds).unwrap().iter().all(|r| r.is_ok()));
+    };
+    // A long wait: a client's next command would come well within it, so the writer leaves the
+    // merge alone (4 threads of one-command batches ran 10x slower behind idle steps).
+    let dir = members_store();
+    let engine = Engine::open_with(dir.path(), MAP_SIZE, Durability::Sync, policy(std::time::Duration::from_secs(60))).unwrap();
+    credit_all(&engine);
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(merge_counters(&engine), (0, 1), "an idle step ran within the wait");
+    engine.close();
+    // No wait: the writer merges the log away while nothing comes.
+    let dir = members_store();
+    let engine = Engine::open_with(dir.path(), MAP_SIZE, Durability::Sync, policy(std::time::Duration::ZERO)).unwrap();
+    credit_all(&engine);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while merge_counters(&engine).1 > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let (merged, records) = merge_counters(&engine);
+    assert_eq!(records, 0, "the idle writer never finished the merge");
+    assert!(merged > 0);
+    assert_reader_totals(&engine.store, |_| 5);
+}
+
 #[test]
 fn small_commits_after_a_large_log_finish_the_merge_before_the_log_reaches_its_record_bound() {
     // Slices of 1 key: without pacing, 13 keys would take 13 groups; here the merge starts
