@@ -276,6 +276,8 @@ def summary_lines() -> list[str]:
             notes.append(f"{r['lots_per_redeem']} lots/redeem")
         if r.get("merged_keys_per_command"):
             notes.append(f"merge {r['merged_keys_per_command']} keys/cmd")
+        if "log_records_after" in r:
+            notes.append(f"log {r['log_records_after']} rec")
         if r.get("latency_ms_p99") is not None:
             notes.append(f"p99 {r['latency_ms_p99']} ms")
         if "ops_per_s" in r:
