@@ -342,6 +342,11 @@ def test_ex11_fefo_earliest_expiry_first_across_lots(tmp_path):
         h = ledger.hold("h1", "alice", 100, ttl_ms=HOUR)
         assert h.lots_used == [("pts", a1, 50), ("pts", a2, 50)]
         assert {i: lot.remaining for i, lot in lots_by_id(ledger, "alice").items()} == {a2: 250}
+        # one posting per account drawn from, however many of its lots: the lots are in `used`
+        postings = {cmd: [(p.from_account, p.to_account, p.amount) for p in ledger.entries_of(cmd)[0].postings]
+                    for cmd in ("r1", "h1")}
+        assert postings == {"r1": [("alice/pts", "#p/redemption/pts", 250)], "h1": [("alice/pts", "#p/holds/pts", 100)]}
+        assert ledger.balance("alice", "pts").held == 100
         assert ledger.audit().ok
 
 

@@ -903,20 +903,22 @@ impl Ledger {
     /// Take `amount` from the accounts `(type, key)` in order, earliest expiry first within each
     /// (RD-12, EX-11). `spendable_only` excludes pending and expired lots. Refuses (changing
     /// nothing) when the lots do not cover the amount (RD-8, RD-13).
-    fn take(&self, txn: &RwTxn<'_>, w: &mut Work, accts: &[(String, AcctKey)], amount: i64, now: Ms, spendable_only: bool) -> Result<Vec<Consumed>> {
-        let mut idx = Vec::with_capacity(accts.len());
+    fn take(&self, txn: &RwTxn<'_>, w: &mut Work, accts: &[(AcctKey, AcctKey)], amount: i64, now: Ms, spendable_only: bool) -> Result<Vec<Consumed>> {
+        assert!(accts.len() <= POINT_TYPES_PER_PROGRAMME_MAX, "one account per point type");
+        // on the stack: a Vec here was an allocation per redeem (perf, session 21)
+        let mut idx = [0usize; POINT_TYPES_PER_PROGRAMME_MAX];
         let mut available: i64 = 0;
-        for (t, key) in accts {
+        for (n, (_, key)) in accts.iter().enumerate() {
             let i = self.acct(txn, w, key)?;
             available += w.accounts[i].1.lots.iter().filter(|l| !spendable_only || l.spendable_at(now)).map(|l| l.r).sum::<i64>();
-            idx.push((t.clone(), i));
+            idx[n] = i;
         }
         if available < amount {
             return Err(LedgerError::InsufficientPoints { requested: amount, available });
         }
         let mut left = amount;
         let mut used = w.lists.consumed();
-        for (t, i) in idx {
+        for ((t, _), &i) in accts.iter().zip(&idx) {
             let acct = &mut w.accounts[i].1;
             for lot in acct.lots.iter_mut() {
                 if left == 0 {
@@ -926,21 +928,43 @@ impl Ledger {
                     continue;
                 }
                 let n = lot.r.min(left);
-                used.push(Consumed { t: AcctKey::from(t.as_str()), lot: lot.clone(), n });
+                used.push(Consumed { t: t.clone(), lot: lot.clone(), n });
                 lot.r -= n;
                 left -= n;
             }
             acct.lots.retain(|l| l.r > 0);
+            if left == 0 {
+                break;
+            }
         }
         debug_assert_eq!(left, 0);
         Ok(used)
     }
 
+    /// Post what `take` drew from each of `accts` (`used`, in their order) to the programme's
+    /// `kind` account of its point type: one posting per account, not one per lot (a redeem
+    /// draws from 2-3 lots; the lots are in the entry's `used`). Returns how much each drew.
+    fn post_drawn(&self, txn: &RwTxn<'_>, w: &mut Work, programme: &str, kind: SystemAccount, accts: &[(AcctKey, AcctKey)], used: &[Consumed]) -> Result<[i64; POINT_TYPES_PER_PROGRAMME_MAX]> {
+        let mut drawn = [0i64; POINT_TYPES_PER_PROGRAMME_MAX];
+        let mut rest = used;
+        for (n, (t, key)) in accts.iter().enumerate() {
+            // `take` drew in account order, so each account's slices are a run
+            let run = rest.iter().take_while(|c| c.t == *t).count();
+            drawn[n] = rest[..run].iter().map(|c| c.n).sum();
+            rest = &rest[run..];
+            if drawn[n] > 0 {
+                self.post(txn, w, t, key, &self.system_key(programme, kind, t), drawn[n])?;
+            }
+        }
+        debug_assert!(rest.is_empty(), "every slice is from one of the accounts");
+        Ok(drawn)
+    }
+
     /// Member accounts to debit, in spending order: one type, or all of the programme's by priority.
-    fn debit_accounts(p: &Programme, member: &str, point_type: &Option<String>) -> Result<Vec<(String, AcctKey)>> {
+    fn debit_accounts(p: &Programme, member: &str, point_type: &Option<String>) -> Result<Vec<(AcctKey, AcctKey)>> {
         Ok(match point_type {
-            Some(t) => vec![(p.point_type(t)?.id.clone(), member_account(member, t))],
-            None => p.types.iter().map(|t| (t.id.clone(), member_account(member, &t.id))).collect(),
+            Some(t) => vec![(AcctKey::from(p.point_type(t)?.id.as_str()), member_account(member, t))],
+            None => p.types.iter().map(|t| (AcctKey::from(t.id.as_str()), member_account(member, &t.id))).collect(),
         })
     }
 
@@ -1070,9 +1094,7 @@ impl Ledger {
                 let accts = Self::debit_accounts(p, member, point_type)?;
                 let used = self.take(txn, w, &accts, *amount, at, true)?;
                 Self::check_order_rules(p, &used, *amount)?;
-                for c in &used {
-                    self.post(txn, w, &c.t, &member_account(member, &c.t), &self.system_key(&p.id, SystemAccount::Redemption, &c.t), c.n)?;
-                }
+                self.post_drawn(txn, w, &p.id, SystemAccount::Redemption, &accts, &used)?;
                 let d = w.draft();
                 d.used = used;
                 d.amount = *amount;
@@ -1093,11 +1115,12 @@ impl Ledger {
                 let accts = Self::debit_accounts(p, member, point_type)?;
                 let used = self.take(txn, w, &accts, *amount, at, true)?;
                 Self::check_order_rules(p, &used, *amount)?;
-                for c in &used {
-                    let key = member_account(member, &c.t);
-                    self.post(txn, w, &c.t, &key, &self.system_key(&p.id, SystemAccount::Holds, &c.t), c.n)?;
-                    let i = self.acct(txn, w, &key)?;
-                    w.accounts[i].1.hd += c.n;
+                let drawn = self.post_drawn(txn, w, &p.id, SystemAccount::Holds, &accts, &used)?;
+                for ((_, key), n) in accts.iter().zip(drawn) {
+                    if n > 0 {
+                        let i = self.acct(txn, w, key)?;
+                        w.accounts[i].1.hd += n;
+                    }
                 }
                 w.open_holds_put.push(hold_index_key(expires_at, &env.id));
                 if let Some(o) = otp {
@@ -1199,7 +1222,7 @@ impl Ledger {
                 }
                 let src = member_account(from, point_type);
                 let dst = member_account(to, point_type);
-                let used = self.take(txn, w, &[(point_type.clone(), src.clone())], *amount, at, true)?;
+                let used = self.take(txn, w, &[(AcctKey::from(point_type.as_str()), src.clone())], *amount, at, true)?;
                 // The receiver's lots keep the sender's expiry: a gift never extends validity.
                 let mut made = vec![];
                 let di = self.acct(txn, w, &dst)?;
@@ -1230,7 +1253,7 @@ impl Ledger {
                 check_amount(credited)?;
                 let src = member_account(member, from_type);
                 let dst = member_account(member, to_type);
-                let used = self.take(txn, w, &[(from_type.clone(), src.clone())], *amount, at, true)?;
+                let used = self.take(txn, w, &[(AcctKey::from(from_type.as_str()), src.clone())], *amount, at, true)?;
                 self.post(txn, w, from_type, &src, &self.system_key(&p.id, SystemAccount::Conversion, from_type), *amount)?;
                 let lot = Lot { i: w.new_lot_id(), r: credited, a: credited, e: at, x: self.expiry(&tt.validity, at), f: at, s: w.seq0, g: None };
                 let di = self.acct(txn, w, &dst)?;
@@ -1422,7 +1445,7 @@ impl Ledger {
         let i = self.acct(txn, w, key)?;
         let lots = &mut w.accounts[i].1.lots;
         lots.sort_by_key(|l| (first.iter().position(|id| *id == l.i).unwrap_or(usize::MAX), l.fefo_key()));
-        let used = self.take(txn, w, &[(t.to_string(), AcctKey::from(key))], n, at, false);
+        let used = self.take(txn, w, &[(AcctKey::from(t), AcctKey::from(key))], n, at, false);
         w.accounts[i].1.lots.sort_by_key(|l| l.fefo_key());
         used
     }
