@@ -941,23 +941,14 @@ impl Ledger {
         Ok(used)
     }
 
-    /// Post what `take` drew from each of `accts` (`used`, in their order) to the programme's
-    /// `kind` account of its point type: one posting per account, not one per lot (a redeem
-    /// draws from 2-3 lots; the lots are in the entry's `used`). Returns how much each drew.
-    fn post_drawn(&self, txn: &RwTxn<'_>, w: &mut Work, programme: &str, kind: SystemAccount, accts: &[(AcctKey, AcctKey)], used: &[Consumed]) -> Result<[i64; POINT_TYPES_PER_PROGRAMME_MAX]> {
-        let mut drawn = [0i64; POINT_TYPES_PER_PROGRAMME_MAX];
-        let mut rest = used;
-        for (n, (t, key)) in accts.iter().enumerate() {
-            // `take` drew in account order, so each account's slices are a run
-            let run = rest.iter().take_while(|c| c.t == *t).count();
-            drawn[n] = rest[..run].iter().map(|c| c.n).sum();
-            rest = &rest[run..];
-            if drawn[n] > 0 {
-                self.post(txn, w, t, key, &self.system_key(programme, kind, t), drawn[n])?;
-            }
+    /// Post each point type's share of `slices` (`type_runs`) from `from(type)` to `to(type)`:
+    /// one posting per pair of accounts, not one per lot (a redeem draws from 2-3 lots; the
+    /// lots are in the entry's `used`).
+    fn post_runs(&self, txn: &RwTxn<'_>, w: &mut Work, slices: &[Consumed], from: impl Fn(&str) -> AcctKey, to: impl Fn(&str) -> AcctKey) -> Result<()> {
+        for (t, n) in type_runs(slices) {
+            self.post(txn, w, t, &from(t), &to(t), n)?;
         }
-        debug_assert!(rest.is_empty(), "every slice is from one of the accounts");
-        Ok(drawn)
+        Ok(())
     }
 
     /// Member accounts to debit, in spending order: one type, or all of the programme's by priority.
@@ -1094,7 +1085,7 @@ impl Ledger {
                 let accts = Self::debit_accounts(p, member, point_type)?;
                 let used = self.take(txn, w, &accts, *amount, at, true)?;
                 Self::check_order_rules(p, &used, *amount)?;
-                self.post_drawn(txn, w, &p.id, SystemAccount::Redemption, &accts, &used)?;
+                self.post_runs(txn, w, &used, |t| member_account(member, t), |t| self.system_key(&p.id, SystemAccount::Redemption, t))?;
                 let d = w.draft();
                 d.used = used;
                 d.amount = *amount;
@@ -1115,12 +1106,10 @@ impl Ledger {
                 let accts = Self::debit_accounts(p, member, point_type)?;
                 let used = self.take(txn, w, &accts, *amount, at, true)?;
                 Self::check_order_rules(p, &used, *amount)?;
-                let drawn = self.post_drawn(txn, w, &p.id, SystemAccount::Holds, &accts, &used)?;
-                for ((_, key), n) in accts.iter().zip(drawn) {
-                    if n > 0 {
-                        let i = self.acct(txn, w, key)?;
-                        w.accounts[i].1.hd += n;
-                    }
+                self.post_runs(txn, w, &used, |t| member_account(member, t), |t| self.system_key(&p.id, SystemAccount::Holds, t))?;
+                for (t, n) in type_runs(&used) {
+                    let i = self.acct(txn, w, &member_account(member, t))?;
+                    w.accounts[i].1.hd += n;
                 }
                 w.open_holds_put.push(hold_index_key(expires_at, &env.id));
                 if let Some(o) = otp {
@@ -1323,9 +1312,9 @@ impl Ledger {
     }
 
     fn unpin(&self, txn: &RwTxn<'_>, w: &mut Work, h: &Hold) -> Result<()> {
-        for c in &h.consumed {
-            let i = self.acct(txn, w, &member_account(&h.member, &c.t))?;
-            w.accounts[i].1.hd -= c.n;
+        for (t, n) in type_runs(&h.consumed) {
+            let i = self.acct(txn, w, &member_account(&h.member, t))?;
+            w.accounts[i].1.hd -= n;
         }
         Ok(())
     }
@@ -1783,6 +1772,19 @@ fn record_seq(key: &[u8]) -> Result<u64> {
 }
 
 /// Split hold slices into the first `n` points (captured) and the rest (released).
+/// `slices` summed per point type, in order: `take` draws account by account, so each type's
+/// slices are one run (a refund's too, restored last first).
+fn type_runs(slices: &[Consumed]) -> impl Iterator<Item = (&str, i64)> {
+    let mut rest = slices;
+    std::iter::from_fn(move || {
+        let t = &rest.first()?.t;
+        let run = rest.iter().take_while(|c| c.t == *t).count();
+        let n = rest[..run].iter().map(|c| c.n).sum();
+        rest = &rest[run..];
+        Some((t.as_str(), n))
+    })
+}
+
 fn split_slices(slices: &[Consumed], n: i64) -> (Vec<Consumed>, Vec<Consumed>) {
     let (mut a, mut b) = (vec![], vec![]);
     let mut left = n;
