@@ -350,6 +350,35 @@ def test_ex11_fefo_earliest_expiry_first_across_lots(tmp_path):
         assert ledger.audit().ok
 
 
+def test_capture_void_and_refund_post_once_per_account_pair(tmp_path):
+    """ST-15 / EX-11: a capture, a void and a refund that each span two lots of one type post once
+    between the two accounts (the lots are in the entry's `used`/`made`), and a refund restores
+    each lot with its original expiry (RD-8)."""
+    with new_ledger(tmp_path, PointTypeSpec("pts", validity=THREE_YEARS)) as ledger:
+        a1 = ledger.credit("a.mar", "alice", "pts", 100, at=ms(2024, 3, 1)).lots_made[0][1]
+        a2 = ledger.credit("a.apr", "alice", "pts", 300, at=ms(2024, 4, 1)).lots_made[0][1]
+        a3 = ledger.credit("a.may", "alice", "pts", 200, at=ms(2024, 5, 1)).lots_made[0][1]
+        assert ledger.hold("h1", "alice", 150, ttl_ms=HOUR).lots_used == [("pts", a1, 100), ("pts", a2, 50)]
+        ledger.capture("cap1", "h1")
+        assert ledger.hold("h2", "alice", 300, ttl_ms=HOUR).lots_used == [("pts", a2, 250), ("pts", a3, 50)]
+        ledger.void("void2", "h2")
+        refund = ledger.reverse("ref.cap1", "cap1")
+        assert sorted(refund.lots_made) == sorted([("pts", a1, 100), ("pts", a2, 50)])
+
+        def postings(cmd):
+            return [(p.from_account, p.to_account, p.amount) for p in ledger.entries_of(cmd)[0].postings]
+
+        assert postings("cap1") == [("#p/holds/pts", "#p/redemption/pts", 150)]
+        assert postings("void2") == [("#p/holds/pts", "alice/pts", 300)]
+        assert postings("ref.cap1") == [("#p/redemption/pts", "alice/pts", 150)]
+        lots = lots_by_id(ledger, "alice")
+        assert {i: (lot.remaining, lot.expires_at) for i, lot in lots.items()} == {
+            a1: (100, ms(2027, 3, 1)), a2: (300, ms(2027, 4, 1)), a3: (200, ms(2027, 5, 1))}
+        b = ledger.balance("alice", "pts")
+        assert (b.total, b.held) == (600, 0)
+        assert ledger.audit().ok
+
+
 def test_scenario11_rk4_freeze_blocks_redemption_unfreeze_restores(tmp_path):
     """Scenario 11 / RK-4 / EH-2: a frozen member cannot redeem, hold, capture or transfer (each
     MemberFrozen, nothing changes); unfreezing restores redemption."""

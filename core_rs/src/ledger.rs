@@ -1173,9 +1173,7 @@ impl Ledger {
                     return invalid(format!("capture {n} exceeds the hold's {}", h.amount));
                 }
                 let (captured, released) = split_slices(&h.consumed, n);
-                for c in &captured {
-                    self.post(txn, w, &c.t, &self.system_key(&h.programme, SystemAccount::Holds, &c.t), &self.system_key(&h.programme, SystemAccount::Redemption, &c.t), c.n)?;
-                }
+                self.post_runs(txn, w, &captured, |t| self.system_key(&h.programme, SystemAccount::Holds, t), |t| self.system_key(&h.programme, SystemAccount::Redemption, t))?;
                 self.release(txn, w, &h, &released)?;
                 self.unpin(txn, w, &h)?;
                 let touch = captured.iter().map(|c| member_account(&h.member, &c.t)).collect();
@@ -1302,10 +1300,9 @@ impl Ledger {
 
     /// Return released hold slices to the member's lots (holds → member).
     fn release(&self, txn: &RwTxn<'_>, w: &mut Work, h: &Hold, slices: &[Consumed]) -> Result<()> {
+        self.post_runs(txn, w, slices, |t| self.system_key(&h.programme, SystemAccount::Holds, t), |t| member_account(&h.member, t))?;
         for c in slices {
-            let key = member_account(&h.member, &c.t);
-            self.post(txn, w, &c.t, &self.system_key(&h.programme, SystemAccount::Holds, &c.t), &key, c.n)?;
-            let i = self.acct(txn, w, &key)?;
+            let i = self.acct(txn, w, &member_account(&h.member, &c.t))?;
             Self::restore(&mut w.accounts[i].1, c, c.n)?;
         }
         Ok(())
@@ -1416,9 +1413,7 @@ impl Ledger {
                 };
                 let m = self.member(txn, w, &member)?;
                 let restored = self.restore_used(txn, w, &member, &e.used, done, n)?;
-                for c in &restored {
-                    self.post(txn, w, &c.t, &self.system_key(&m.programme, SystemAccount::Redemption, &c.t), &member_account(&member, &c.t), c.n)?;
-                }
+                self.post_runs(txn, w, &restored, |t| self.system_key(&m.programme, SystemAccount::Redemption, t), |t| member_account(&member, t))?;
                 w.draft().made = restored;
             }
         }
