@@ -136,10 +136,20 @@ fn checkpoints(e: &Engine) -> u64 {
     e.stats.snapshot().iter().find(|(k, _)| *k == "checkpoints").map_or(0, |(_, v)| *v)
 }
 
-/// Writer time per phase (ms) since the last call.
+/// Writer time per phase (ms), keys merged since the last call, and the state log's records.
 fn stats_delta(e: &Engine, last: &mut [(&'static str, u64); 11]) -> Vec<(&'static str, u64)> {
     let now = e.stats.snapshot();
-    let d = now.iter().zip(last.iter()).filter(|((k, _), _)| k.ends_with("_ns")).map(|((k, a), (_, b))| (*k, (a - b) / 1_000_000)).collect();
+    // phase times in ms, keys the round's merge steps wrote back, and the log's records after it
+    let d = now
+        .iter()
+        .zip(last.iter())
+        .filter_map(|((k, a), (_, b))| match *k {
+            k if k.ends_with("_ns") => Some((k, (a - b) / 1_000_000)),
+            "merged_keys" => Some((*k, a - b)),
+            "log_records" => Some((*k, *a)),
+            _ => None,
+        })
+        .collect();
     *last = now;
     d
 }
