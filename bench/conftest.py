@@ -5,6 +5,8 @@ Env vars:
   PYPOINTS_BENCH_MEMBERS        members in the data set (default 1,000,000)
   PYPOINTS_BENCH_ROUNDS         rounds per batch benchmark (default 5; 15 pairs for earn vs credit)
   PYPOINTS_BENCH_SINGLE_ROUNDS  rounds of the one-command-per-commit benchmark (default 200)
+  PYPOINTS_BENCH_SUSTAINED_ROUNDS / PYPOINTS_BENCH_STEADY_ROUNDS  rounds of the sustained credit
+                                (default 40) and steady-state mixed (default 200) benchmarks
   PYPOINTS_BENCH_DIR            parent of the temporary data directories (default: the system's)
 """
 

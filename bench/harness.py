@@ -215,6 +215,23 @@ def sustained_rounds() -> int:
     return wl.env_int("PYPOINTS_BENCH_SUSTAINED_ROUNDS", 40)
 
 
+def steady(benchmark: Any, store: Store, n: int) -> None:
+    """Mixed batches back to back for PYPOINTS_BENCH_STEADY_ROUNDS (default 200 x n): at 10,000
+    commands a round that is about two periods of the state log's merge cycle (one starts every
+    ~96 group records and merges over ~33 of them, bench/README "Sessions 22-23"), so the mean is
+    the rate a ledger keeps up at 1M random members, merges included. The short rows above run
+    mostly between cycles; run this last, as the merge it starts would land in later rows."""
+    st = store.state
+    if not st.new_holds and not st.ready_holds:
+        wl.check(store.submit(wl.mixed_batch(st, n)))  # earlier holds and redeems to target
+    run_rounds(benchmark, store, workload=f"steady state mixed {steady_rounds()} x {n:,}",
+               make=lambda: wl.mixed_batch(st, n), run=store.submit, commands=n, n_rounds=steady_rounds())
+
+
+def steady_rounds() -> int:
+    return wl.env_int("PYPOINTS_BENCH_STEADY_ROUNDS", 200)
+
+
 def single(benchmark: Any, store: Store) -> None:
     st = store.state
     run_rounds(benchmark, store, workload="single credit per commit", make=lambda: wl.credit_batch(st, 1),

@@ -38,3 +38,9 @@ def test_pypoints_threaded_credit(benchmark, pypoints_store, threads, n, batches
 def test_pypoints_balance_reads(benchmark, pypoints_store):
     # Reads never wait for the writer; SQLite's would be a primary-key lookup: pypoints only.
     harness.reads(benchmark, pypoints_store, 10_000)
+
+
+def test_pypoints_steady_state_mixed(benchmark, pypoints_store):
+    # Last: the merge cycles it runs through would land in the rows after it. pypoints only
+    # (SQLite has no background work; 2M commands there would take ~5 min).
+    harness.steady(benchmark, pypoints_store, 10_000)

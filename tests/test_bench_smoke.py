@@ -38,6 +38,7 @@ def run_every_workload(store: harness.Store, n: int) -> None:
     harness.batch(OneShot(), store, "mixed", n)  # second mixed batch: captures and refunds
     harness.single(OneShot(), store)
     harness.sustained(OneShot(), store, n)
+    harness.steady(OneShot(), store, n)
     for threads, _, batches in harness.THREADED:
         harness.threaded(OneShot(), store, threads, 50, min(batches, 2))
 
@@ -57,6 +58,8 @@ def test_bench_workloads_run(system: str) -> None:
             for k, v in r.get("kinds", {}).items():
                 kinds[k] = kinds.get(k, 0) + v
         assert {"credit", "redeem", "hold", "capture", "reverse"} <= set(kinds), kinds
+        steady = next(r for r in harness.RESULTS if r["workload"].startswith("steady state mixed"))
+        assert steady["commands"] == 400 and set(steady["kinds"]) >= {"credit", "redeem"}, steady
         redeem = next(r for r in harness.RESULTS if r["workload"].startswith("redeem"))
         assert redeem["lots_per_redeem"] >= 2  # FEFO across the small lots
         ledger = store.extra["ledger"]
