@@ -1766,9 +1766,9 @@ fn record_seq(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(key.try_into().map_err(|_| LedgerError::Storage("corrupt state log key".into()))?))
 }
 
-/// Split hold slices into the first `n` points (captured) and the rest (released).
 /// `slices` summed per point type, in order: `take` draws account by account, so each type's
-/// slices are one run (a refund's too, restored last first).
+/// slices are one run (a refund's too, restored last first). Were a type's slices ever apart,
+/// it would get one posting per run: more postings, the same sums.
 fn type_runs(slices: &[Consumed]) -> impl Iterator<Item = (&str, i64)> {
     let mut rest = slices;
     std::iter::from_fn(move || {
@@ -1780,6 +1780,7 @@ fn type_runs(slices: &[Consumed]) -> impl Iterator<Item = (&str, i64)> {
     })
 }
 
+/// Split hold slices into the first `n` points (captured) and the rest (released).
 fn split_slices(slices: &[Consumed], n: i64) -> (Vec<Consumed>, Vec<Consumed>) {
     let (mut a, mut b) = (vec![], vec![]);
     let mut left = n;
@@ -1798,10 +1799,33 @@ fn split_slices(slices: &[Consumed], n: i64) -> (Vec<Consumed>, Vec<Consumed>) {
 
 #[cfg(test)]
 mod tests {
-    use super::sort_by_key_bytes;
+    use super::{sort_by_key_bytes, split_slices, type_runs};
+    use crate::model::{AcctKey, Consumed, Lot};
     use proptest::prelude::*;
 
+    fn slice(t: &str, n: i64, i: u64) -> Consumed {
+        Consumed { t: AcctKey::from(t), lot: Lot { i, r: n, a: n, e: 0, x: None, f: 0, s: 1, g: None }, n }
+    }
+
     proptest! {
+        /// One run per point type as `take` leaves them (each type's slices together), with each
+        /// type's points summed; split at any point, the two halves still sum to the whole.
+        #[test]
+        fn type_runs_sum_each_types_slices_once(runs in proptest::collection::vec((0usize..4, proptest::collection::vec(1i64..1_000, 1..5)), 0..4), cut in 0i64..5_000) {
+            let names = ["a", "b", "c", "d"];
+            let mut seen = std::collections::HashSet::new();
+            let runs: Vec<_> = runs.into_iter().filter(|(t, _)| seen.insert(*t)).collect();
+            let slices: Vec<Consumed> = runs.iter().flat_map(|(t, ns)| ns.iter().enumerate().map(move |(i, n)| slice(names[*t], *n, i as u64))).collect();
+            let want: Vec<(&str, i64)> = runs.iter().map(|(t, ns)| (names[*t], ns.iter().sum())).collect();
+            prop_assert_eq!(type_runs(&slices).collect::<Vec<_>>(), want);
+            let total: i64 = slices.iter().map(|c| c.n).sum();
+            let (taken, rest) = split_slices(&slices, cut);
+            let sum = |s: &[Consumed]| type_runs(s).map(|(_, n)| n).sum::<i64>();
+            prop_assert_eq!(sum(&taken), cut.min(total));
+            prop_assert_eq!(sum(&taken) + sum(&rest), total);
+            prop_assert!(type_runs(&taken).count() <= runs.len() && type_runs(&rest).count() <= runs.len());
+        }
+
         /// The prefix sort orders as sorting by the keys themselves, ties by `then`: keys that
         /// share 16 or more bytes, keys that are prefixes of others, and NUL bytes included.
         #[test]
