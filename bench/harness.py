@@ -82,6 +82,13 @@ def pypoints_store(members: int, progress: Callable[[str], None] | None = None) 
             t = time.perf_counter()
             ledger.checkpoint()
             info.update(system="pypoints", bytes=du(d), checkpoint_s=round(time.perf_counter() - t, 2))
+            # PYPOINTS_BENCH_PREALLOCATE_GIB: the data file zero-filled that far ahead, as a
+            # deployment would format it (`Ledger.preallocate`); untimed, like the load.
+            gib = float(os.environ.get("PYPOINTS_BENCH_PREALLOCATE_GIB", "0"))
+            if gib > 0:
+                t = time.perf_counter()
+                ledger.preallocate(int(gib * (1 << 30)))
+                info.update(preallocate_gib=gib, preallocate_s=round(time.perf_counter() - t, 2))
             LOADS.append(info)
             yield Store("pypoints", d, ledger.submit_tuples, lambda k: [ledger.submit_tuples] * k,
                         wl.State(members), info, {"ledger": ledger})

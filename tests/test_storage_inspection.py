@@ -272,3 +272,27 @@ def test_hot_backup_while_writers_run_is_a_consistent_snapshot(tmp_path: Path,
         previous = commits
         b = copy.balance("bob", "merchant")
         assert b.total == commits // 40 * 20
+
+
+def test_preallocate_zero_fills_the_data_file_ahead_and_refuses_bad_sizes(tmp_path: Path) -> None:
+    # Storage: commits that grow the file cost several times one that overwrites (bench/README,
+    # session 24), so the file can be formatted ahead, as TigerBeetle's is.
+    data = tmp_path / "data"
+    with pp.Ledger(data, clock=FakeClock()) as ledger:
+        populate(ledger)
+        before = (data / "data.mdb").stat().st_size
+        want = 8 << 20
+        wrote = ledger.preallocate(want)
+        size = (data / "data.mdb").stat().st_size
+        assert wrote > 0 and size >= want and size == before + wrote
+        assert ledger.preallocate(want) == 0, "long enough already"
+        for bad in (-1, 1.5, "8", True):
+            with pytest.raises(pp.InvalidArgument):
+                ledger.preallocate(bad)  # type: ignore[arg-type]
+        with pytest.raises(pp.InvalidArgument):
+            ledger.preallocate(1 << 62)  # past the map
+        assert (data / "data.mdb").stat().st_size == size, "refused sizes write nothing"
+        entries = ledger.audit().entries
+    with pp.Ledger(data, clock=FakeClock()) as ledger:
+        report = ledger.audit()
+        assert report.ok and report.entries == entries

@@ -277,6 +277,15 @@ impl Engine {
         }
     }
 
+    /// Zero-fill the data file `bytes` past its used part (`Store::preallocate`), from the
+    /// caller's thread: each chunk holds LMDB's write lock, which the writer waits for.
+    pub fn preallocate(&self, bytes: u64) -> Result<u64> {
+        if !self.is_open() {
+            return Err(LedgerError::Closed);
+        }
+        self.store.preallocate(bytes)
+    }
+
     /// Consistent hot copy of the live environment (mdb_env_copy with compaction).
     pub fn backup(&self, dest_dir: &Path) -> Result<()> {
         std::fs::create_dir_all(dest_dir).map_err(|e| LedgerError::Storage(e.to_string()))?;
@@ -326,7 +335,9 @@ fn writer_loop(mut ledger: Ledger, rx: Receiver<Submission>, stats: &WriterStats
                 Ok(s) => s,
                 Err(RecvTimeoutError::Timeout) => {
                     let t0 = Instant::now();
-                    room_credit = match ledger.store.extend_file_step(FileRoom::default(), || !rx.is_empty()) {
+                    // (the transaction only holds the write lock: dropped unused)
+                    let step = ledger.store.write_txn().and_then(|txn| ledger.store.extend_file_step(&txn, FileRoom::default(), || !rx.is_empty()));
+                    room_credit = match step {
                         Ok(n) if n > 0 => room_credit.saturating_sub(n),
                         // room enough; or a failure (a full disk): the file grows as LMDB writes
                         _ => 0,

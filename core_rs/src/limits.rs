@@ -164,6 +164,8 @@ pub const FILE_ROOM_STEP_BYTES: usize = 4 << 20;
 pub const FILE_ROOM_PIECE_BYTES: usize = 256 << 10;
 pub const FILE_ROOM_IDLE_MS: u64 = 5;
 pub const FILE_ROOM_TRIGGER_BYTES: u64 = 1 << 20;
+/// `Store::preallocate` writes its zeros this much at a time, each chunk under the write lock.
+pub const PREALLOCATE_CHUNK_BYTES: u64 = 64 << 20;
 /// LMDB environment sizing.
 pub const MAP_SIZE_BYTES_DEFAULT: usize = 64 << 30;
 pub const MAX_DBS: u32 = 16;
