@@ -108,6 +108,23 @@ pub fn member_index_key(kind: &str, value: &str, member: &str) -> Vec<u8> {
     format!("{kind}:{value}\0{member}").into_bytes()
 }
 
+/// Write `bytes` zeros into `file` from `start`, `piece` bytes per write, stopping between
+/// writes once `stop` says so; returns the bytes written (`extend_file_step`, `preallocate`).
+fn append_zeros(file: &std::fs::File, start: u64, bytes: u64, piece: usize, stop: impl Fn() -> bool) -> std::io::Result<u64> {
+    use std::os::unix::fs::FileExt;
+    let zeros = vec![0u8; piece.max(1)];
+    let mut written = 0;
+    while written < bytes {
+        if written > 0 && stop() {
+            break;
+        }
+        let n = (bytes - written).min(zeros.len() as u64);
+        file.write_all_at(&zeros[..n as usize], start + written)?;
+        written += n;
+    }
+    Ok(written)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Durability {
     /// fsync on every commit (the default; a returned result is on disk).
@@ -175,31 +192,23 @@ impl Store {
     /// transaction's pages only when it commits, so zeros from the file's end on land where
     /// nothing is. (The writer opens one for this and drops it unused.)
     pub fn extend_file_step(&self, _txn: &RwTxn<'_>, room: FileRoom, stop: impl Fn() -> bool) -> Result<u64> {
-        use std::os::unix::fs::FileExt;
         let storage = |e: std::io::Error| LedgerError::Storage(format!("extending the data file: {e}"));
         let used = self.used_bytes();
         if used < room.from_bytes {
             return Ok(0);
         }
-        let file = std::fs::OpenOptions::new().write(true).open(self.path.join("data.mdb")).map_err(storage)?;
+        let file = self.data_file().map_err(storage)?;
         let len = file.metadata().map_err(storage)?.len();
         let want = (used / room.headroom_divisor).min(room.headroom_max_bytes);
         if len >= used + want {
             return Ok(0);
         }
-        let piece = room.piece_bytes.clamp(1, room.step_bytes);
-        let zeros = vec![0u8; piece];
-        let mut written = 0;
-        while written < room.step_bytes {
-            if written > 0 && stop() {
-                return Ok(written as u64);
-            }
-            let n = piece.min(room.step_bytes - written);
-            file.write_all_at(&zeros[..n], len.max(used) + written as u64).map_err(storage)?;
-            written += n;
+        let step = room.step_bytes as u64;
+        let written = append_zeros(&file, len.max(used), step, room.piece_bytes.clamp(1, room.step_bytes), stop).map_err(storage)?;
+        if written == step {
+            file.sync_data().map_err(storage)?;
         }
-        file.sync_data().map_err(storage)?;
-        Ok(written as u64)
+        Ok(written)
     }
 
     /// Zero-fill the data file up to `bytes` past LMDB's last used page (TigerBeetle formats its
@@ -210,14 +219,12 @@ impl Store {
     /// written (0 when the file is already that long). At most the map's room past the used
     /// part can be asked for.
     pub fn preallocate(&self, bytes: u64) -> Result<u64> {
-        use std::os::unix::fs::FileExt;
         let storage = |e: std::io::Error| LedgerError::Storage(format!("preallocating the data file: {e}"));
-        let map_bytes = self.env.info().map_size as u64;
-        if self.used_bytes().saturating_add(bytes) > map_bytes {
-            return Err(LedgerError::InvalidArgument(format!("{bytes} bytes past the used {} do not fit the map of {map_bytes}", self.used_bytes())));
+        let (used, map_bytes) = (self.used_bytes(), self.env.info().map_size as u64);
+        if used.saturating_add(bytes) > map_bytes {
+            return Err(LedgerError::InvalidArgument(format!("{bytes} bytes past the used {used} do not fit the map of {map_bytes}")));
         }
-        let file = std::fs::OpenOptions::new().write(true).open(self.path.join("data.mdb")).map_err(storage)?;
-        let zeros = vec![0u8; FILE_ROOM_PIECE_BYTES];
+        let file = self.data_file().map_err(storage)?;
         let mut total = 0;
         loop {
             let txn = self.write_txn()?;
@@ -228,16 +235,16 @@ impl Store {
             }
             let start = len.max(used);
             let n = (end - start).min(PREALLOCATE_CHUNK_BYTES);
-            let mut at = 0;
-            while at < n {
-                let k = (n - at).min(zeros.len() as u64);
-                file.write_all_at(&zeros[..k as usize], start + at).map_err(storage)?;
-                at += k;
-            }
+            append_zeros(&file, start, n, FILE_ROOM_PIECE_BYTES, || false).map_err(storage)?;
             file.sync_data().map_err(storage)?;
             drop(txn);
             total += n;
         }
+    }
+
+    /// The data file, opened for writing zeros past LMDB's pages.
+    fn data_file(&self) -> std::io::Result<std::fs::File> {
+        std::fs::OpenOptions::new().write(true).open(self.path.join("data.mdb"))
     }
 
     /// Bytes of the data file LMDB uses: its pages up to the last committed one.

@@ -545,13 +545,13 @@ impl Engine {
         Ok(PyBytes::new(py, &b))
     }
 
-    /// Consistent hot copy of the environment into `dest_dir`.
     /// Zero-fill the data file `bytes` past its used part; returns the bytes written.
     fn preallocate(&self, py: Python<'_>, bytes: u64) -> PyResult<u64> {
         let e = self.engine(py)?;
         detached(py, move || e.preallocate(bytes))
     }
 
+    /// Consistent hot copy of the environment into `dest_dir`.
     fn backup(&self, py: Python<'_>, dest_dir: PathBuf) -> PyResult<()> {
         let e = self.engine(py)?;
         detached(py, move || e.backup(&dest_dir))
