@@ -110,13 +110,18 @@ def demo(data_dir: Path) -> None:
 @click.option("--otp-webhook", default=None, help="POST one-time codes to this URL (default: log file)")
 @click.option("--grace", default=10.0, show_default=True, type=float, help="seconds in-flight calls get on SIGTERM")
 @click.option("--log-level", default="info", show_default=True)
+@click.option("--preallocate-mib", default=0, show_default=True, type=click.IntRange(min=0),
+              help="zero-fill the data file this many MiB past its used part before serving "
+                   "(commits that grow the file are several times slower)")
 def serve(host: str, port: int, data_dir: Path, seed_demo: bool, workers: int, metrics_port: int | None,
-          tls_cert: Path | None, tls_key: Path | None, otp_webhook: str | None, grace: float, log_level: str) -> None:
+          tls_cert: Path | None, tls_key: Path | None, otp_webhook: str | None, grace: float, log_level: str,
+          preallocate_mib: int) -> None:
     """Run the gRPC server (pypoints.v1) on DATA_DIR until SIGTERM/SIGINT, then shut down
     gracefully: health NOT_SERVING, in-flight calls finish, the store closes."""
     import signal
     import threading
 
+    from pypoints.errors import InvalidArgument
     from pypoints.server import logs
     from pypoints.server.app import App, ServerConfig
     from pypoints.server.auth import TokenStore
@@ -134,8 +139,12 @@ def serve(host: str, port: int, data_dir: Path, seed_demo: bool, workers: int, m
                    f"{d.member_id(d.MEMBERS - 1)}")
         click.echo(f"admin token (shown once; send as 'authorization: Bearer …'):\n{token}", err=False)
     config = ServerConfig(data_dir=data_dir, host=host, port=port, workers=workers, metrics_port=metrics_port,
-                          tls_cert=tls_cert, tls_key=tls_key, grace_s=grace, otp_webhook=otp_webhook)
-    app = App(config).start()
+                          tls_cert=tls_cert, tls_key=tls_key, grace_s=grace, otp_webhook=otp_webhook,
+                          preallocate_bytes=preallocate_mib << 20)
+    try:
+        app = App(config).start()
+    except InvalidArgument as e:  # a preallocation past the map size
+        raise click.BadParameter(str(e), param_hint="--preallocate-mib") from e
     if not any(r.revoked_at is None for r in TokenStore(data_dir).list()):
         click.echo(f"no tokens yet: every call will be UNAUTHENTICATED; create one with\n"
                    f"  pypoints token create --data-dir {data_dir} --role admin", err=True)

@@ -53,6 +53,10 @@ class ServerConfig:
     grace_s: float = limits.SHUTDOWN_GRACE_S
     otp_webhook: str | None = None
     """POST one-time codes here; None = append them to DATA_DIR/otp-outbox.log."""
+    preallocate_bytes: int = 0
+    """Zero-fill the data file this far past its used part before serving (`Ledger.preallocate`):
+    commits that grow the file cost several times those that overwrite it (bench/README,
+    session 24). 0 = no; the writer then keeps some room ahead when idle."""
 
 
 class App:
@@ -103,6 +107,14 @@ class App:
     # ----- lifecycle -----
 
     def start(self) -> App:
+        if self.config.preallocate_bytes:
+            # before serving: the writer would wait on each 64 MiB chunk (`Ledger.preallocate`)
+            try:
+                wrote = self.ledger.preallocate(self.config.preallocate_bytes)
+            except BaseException:
+                self.ledger.close()  # a server that cannot start leaves the store closed
+                raise
+            log.info("preallocated", extra={"event": "preallocated", "bytes": wrote})
         self.server.start()
         if self._deliver_otp:
             self.otp.start()
