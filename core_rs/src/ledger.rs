@@ -567,23 +567,26 @@ impl Ledger {
             }
             // The records' cursors by (key, record index): the smallest key comes first, and a
             // key several records hold comes oldest record first (a k-way merge: O(log records)
-            // per key, where comparing every record's cursor cost O(records)).
+            // per key, where comparing every record's cursor cost O(records)). Each cursor
+            // carries its key's first 8 bytes as an integer (`key_prefix`), which orders most
+            // pairs without a memcmp call: those calls were a quarter of a merge's samples.
             let mut heap = BinaryHeap::with_capacity(recs.len());
             for (i, &(_, blob, pos, n)) in recs.iter().enumerate() {
                 if pos < n {
-                    heap.push(Reverse((StateLogBlob::entry(blob, pos, n)?.0, i)));
+                    let key = StateLogBlob::entry(blob, pos, n)?.0;
+                    heap.push(Reverse((key_prefix(key), key, i)));
                 }
             }
             // 1. the step's keys, each with its newest state in the log
             let mut newest_of: Vec<(&[u8], &[u8])> = Vec::with_capacity(per_step.min(cycle.keys));
             let next = loop {
-                let Some(&Reverse((key, _))) = heap.peek() else { break None };
+                let Some(&Reverse((_, key, _))) = heap.peek() else { break None };
                 if newest_of.len() == per_step {
                     break Some(key.to_vec());
                 }
                 // newest state of the key; merged only if a record of this cycle holds it
                 let (mut newest, mut in_cycle) = (None, false);
-                while let Some(&Reverse((k, i))) = heap.peek() {
+                while let Some(&Reverse((_, k, i))) = heap.peek() {
                     if k != key {
                         break;
                     }
@@ -594,7 +597,8 @@ impl Ledger {
                     in_cycle |= *seq <= upto;
                     *pos += 1;
                     if *pos < *n {
-                        heap.push(Reverse((StateLogBlob::entry(blob, *pos, *n)?.0, i)));
+                        let key = StateLogBlob::entry(blob, *pos, *n)?.0;
+                        heap.push(Reverse((key_prefix(key), key, i)));
                     }
                 }
                 if in_cycle {
@@ -1762,6 +1766,16 @@ fn sort_by_key_bytes<T>(rows: &mut Vec<T>, key: impl Fn(&T) -> &[u8], then: impl
 }
 
 /// The last seq of the group a `state_log` record belongs to (its key).
+/// A key's first 8 bytes as a big-endian integer, zero-padded: two keys whose prefixes differ
+/// are in the same order as the prefixes (a shorter key pads with 0, which sorts first, as the
+/// shorter key does); keys with equal prefixes need the full comparison.
+fn key_prefix(key: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = key.len().min(8);
+    b[..n].copy_from_slice(&key[..n]);
+    u64::from_be_bytes(b)
+}
+
 fn record_seq(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(key.try_into().map_err(|_| LedgerError::Storage("corrupt state log key".into()))?))
 }
@@ -1799,7 +1813,7 @@ fn split_slices(slices: &[Consumed], n: i64) -> (Vec<Consumed>, Vec<Consumed>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{sort_by_key_bytes, split_slices, type_runs};
+    use super::{key_prefix, sort_by_key_bytes, split_slices, type_runs};
     use crate::model::{AcctKey, Consumed, Lot};
     use proptest::prelude::*;
 
@@ -1844,6 +1858,16 @@ mod tests {
             let mut got = shared;
             sort_by_key_bytes(&mut got, |r| &r.0, |a, b| b.1.cmp(&a.1));
             prop_assert_eq!(got, want);
+        }
+
+        /// The merge heap's order, (prefix, key), is the keys' order: keys shorter than 8
+        /// bytes, keys that are prefixes of others and NUL bytes included.
+        #[test]
+        fn key_prefix_then_key_orders_as_the_keys(a in proptest::collection::vec(prop_oneof![Just(0u8), Just(b'a'), any::<u8>()], 0..12), b in proptest::collection::vec(prop_oneof![Just(0u8), Just(b'a'), any::<u8>()], 0..12)) {
+            prop_assert_eq!((key_prefix(&a), &a).cmp(&(key_prefix(&b), &b)), a.cmp(&b));
+            let shared = |k: &[u8]| [b"am000".as_slice(), k].concat();
+            let (sa, sb) = (shared(&a), shared(&b));
+            prop_assert_eq!((key_prefix(&sa), &sa).cmp(&(key_prefix(&sb), &sb)), sa.cmp(&sb));
         }
     }
 }
