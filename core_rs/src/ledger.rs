@@ -1765,7 +1765,6 @@ fn sort_by_key_bytes<T>(rows: &mut Vec<T>, key: impl Fn(&T) -> &[u8], then: impl
     rows.extend(order.iter().map(|&(_, i)| slots[i as usize].take().expect("each row once")));
 }
 
-/// The last seq of the group a `state_log` record belongs to (its key).
 /// A key's first 8 bytes as a big-endian integer, zero-padded: two keys whose prefixes differ
 /// are in the same order as the prefixes (a shorter key pads with 0, which sorts first, as the
 /// shorter key does); keys with equal prefixes need the full comparison.
@@ -1776,6 +1775,7 @@ fn key_prefix(key: &[u8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// The last seq of the group a `state_log` record belongs to (its key).
 fn record_seq(key: &[u8]) -> Result<u64> {
     Ok(u64::from_be_bytes(key.try_into().map_err(|_| LedgerError::Storage("corrupt state log key".into()))?))
 }
