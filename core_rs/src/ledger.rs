@@ -4,7 +4,7 @@
 //! group commit that other commands share.
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::binary_heap::{BinaryHeap, PeekMut};
 
 use rustc_hash::FxHashMap;
 use std::sync::Arc as Rc;
@@ -586,19 +586,24 @@ impl Ledger {
                 }
                 // newest state of the key; merged only if a record of this cycle holds it
                 let (mut newest, mut in_cycle) = (None, false);
-                while let Some(&Reverse((_, k, i))) = heap.peek() {
+                while let Some(mut top) = heap.peek_mut() {
+                    let Reverse((_, k, i)) = *top;
                     if k != key {
                         break;
                     }
-                    heap.pop();
                     let (seq, blob, pos, n) = &mut recs[i];
                     let (_, v) = StateLogBlob::entry(blob, *pos, *n)?;
                     newest = Some(v);
                     in_cycle |= *seq <= upto;
                     *pos += 1;
+                    // The cursor's next key replaces it at the top, sifted down from there (a
+                    // record's keys often follow each other: command ids that count up, a key
+                    // that only one record holds); a pop and a push sifted it twice.
                     if *pos < *n {
                         let key = StateLogBlob::entry(blob, *pos, *n)?.0;
-                        heap.push(Reverse((key_prefix(key), key, i)));
+                        *top = Reverse((key_prefix(key), key, i));
+                    } else {
+                        PeekMut::pop(top);
                     }
                 }
                 if in_cycle {
