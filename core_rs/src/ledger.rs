@@ -441,7 +441,7 @@ impl Ledger {
             let chain = self.logged.log_account(hashes[i], k, record, if system { 0 } else { run.len() as u32 });
             LogTag::Account.key_into(&mut key, k.as_bytes());
             if system {
-                blob.push(&key, |out| encode_into(out, &cache[k.as_str()]));
+                blob.push(&key, |out| encode_account_into(out, &cache[k.as_str()]));
             } else {
                 debug_assert_eq!(*head, cache[k.as_str()].ls, "the newest head logged for {k}");
                 assert!(*head >> 56 == 0, "a logged head's top byte is 0 (readers tell a head with its state by it)");
@@ -449,7 +449,7 @@ impl Ledger {
                     // head, then the state as of it (`store::account_value`)
                     blob.push(&key, |out| {
                         out.extend_from_slice(&head.to_be_bytes());
-                        encode_into(out, &cache[k.as_str()]);
+                        encode_account_into(out, &cache[k.as_str()]);
                     });
                 } else {
                     blob.push(&key, |out| out.extend_from_slice(&head.to_be_bytes()));
@@ -643,10 +643,10 @@ impl Ledger {
                         // written back: a reader's chain starts here again
                         self.logged.written_back(name);
                         match cache.get_hashed(h, name) {
-                            Some(a) => rows.push(key, |out| encode_into(out, a)),
+                            Some(a) => rows.push(key, |out| encode_account_into(out, a)),
                             None => {
                                 let a = account_value(&self.store, txn, &key[1..], Some(newest))?.expect("a logged account has a state");
-                                rows.push(key, |out| encode_into(out, &a));
+                                rows.push(key, |out| encode_account_into(out, &a));
                             }
                         }
                     }

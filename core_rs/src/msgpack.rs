@@ -22,6 +22,61 @@ pub fn write_compact<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Res
     value.serialize(&mut Packer { out, named: false })
 }
 
+/// Single values written as the serializer writes them, for hand-written encoders of hot
+/// records (`store::encode_account_into`): all inlined, where the serializer calls out for
+/// every value past a fixint.
+#[inline(always)]
+pub fn put_uint(o: &mut Vec<u8>, v: u64) {
+    if v < 128 {
+        o.push(v as u8);
+    } else if v < 256 {
+        o.extend_from_slice(&[0xcc, v as u8]);
+    } else if v < 65_536 {
+        let b = (v as u16).to_be_bytes();
+        o.extend_from_slice(&[0xcd, b[0], b[1]]);
+    } else if v < 1 << 32 {
+        let b = (v as u32).to_be_bytes();
+        o.extend_from_slice(&[0xce, b[0], b[1], b[2], b[3]]);
+    } else {
+        let b = v.to_be_bytes();
+        o.extend_from_slice(&[0xcf, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    }
+}
+
+#[inline(always)]
+pub fn put_sint(o: &mut Vec<u8>, v: i64) {
+    if v >= 0 {
+        put_uint(o, v as u64);
+    } else if v >= -32 {
+        o.push(v as i8 as u8);
+    } else if v >= -128 {
+        o.extend_from_slice(&[0xd0, v as i8 as u8]);
+    } else if v >= -32_768 {
+        let b = (v as i16).to_be_bytes();
+        o.extend_from_slice(&[0xd1, b[0], b[1]]);
+    } else if v >= -(1 << 31) {
+        let b = (v as i32).to_be_bytes();
+        o.extend_from_slice(&[0xd2, b[0], b[1], b[2], b[3]]);
+    } else {
+        let b = v.to_be_bytes();
+        o.extend_from_slice(&[0xd3, b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    }
+}
+
+/// An array header for `n` elements (at most `u32::MAX`).
+#[inline(always)]
+pub fn put_array_len(o: &mut Vec<u8>, n: usize) {
+    if n < 16 {
+        o.push(0x90 | n as u8);
+    } else if n < 65_536 {
+        let b = (n as u16).to_be_bytes();
+        o.extend_from_slice(&[0xdc, b[0], b[1]]);
+    } else {
+        let b = u32::try_from(n).expect("an array length fits msgpack").to_be_bytes();
+        o.extend_from_slice(&[0xdd, b[0], b[1], b[2], b[3]]);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct Error(String);
