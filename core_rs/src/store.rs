@@ -322,10 +322,10 @@ pub fn encode_into<T: Serialize>(out: &mut Vec<u8>, value: &T) {
     debug_assert_eq!(out[start..], rmp_serde::to_vec_named(value).expect("records always serialize"), "msgpack.rs writes what rmp_serde writes");
 }
 
-/// `encode_into` for an account, field by field: a merge encodes every account it writes back
-/// (and a group its system accounts and the hot accounts it logs in full),
-/// and through serde an account took ~1,700 instructions (callgrind, session 26). The same
-/// bytes: a debug build checks each against `rmp_serde`, and so does a proptest below.
+/// `encode_into` for an account, field by field. A merge encodes every account it writes back
+/// (a group, its system accounts and the hot accounts it logs in full), and through serde an
+/// account took ~1,700 instructions (callgrind, session 26). The same bytes: a debug build
+/// checks each against `rmp_serde`, and so does a proptest below.
 pub fn encode_account_into(out: &mut Vec<u8>, a: &Account) {
     use crate::msgpack::{put_array_len, put_sint, put_uint};
     let start = out.len();
