@@ -22,9 +22,9 @@ pub fn write_compact<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Res
     value.serialize(&mut Packer { out, named: false })
 }
 
-/// An integer in its smallest form, as rmp_serde writes it. The serializer calls these out of
-/// line for values past a fixint; hand-written encoders of hot records
-/// (`store::encode_account_into`) have them inlined.
+/// Single values written as the serializer writes them, for hand-written encoders of hot
+/// records (`store::encode_account_into`): all inlined, where the serializer calls out for
+/// every value past a fixint.
 #[inline(always)]
 pub fn put_uint(o: &mut Vec<u8>, v: u64) {
     if v < 128 {
@@ -106,7 +106,19 @@ impl Packer<'_> {
 
     #[inline(never)]
     fn uint_wide(&mut self, v: u64) {
-        put_uint(self.out, v);
+        let o = &mut *self.out;
+        if v < 256 {
+            o.extend_from_slice(&[0xcc, v as u8]);
+        } else if v < 65_536 {
+            o.push(0xcd);
+            o.extend_from_slice(&(v as u16).to_be_bytes());
+        } else if v < 1 << 32 {
+            o.push(0xce);
+            o.extend_from_slice(&(v as u32).to_be_bytes());
+        } else {
+            o.push(0xcf);
+            o.extend_from_slice(&v.to_be_bytes());
+        }
     }
 
     #[inline(always)]
@@ -121,7 +133,21 @@ impl Packer<'_> {
 
     #[inline(never)]
     fn sint_wide(&mut self, v: i64) {
-        put_sint(self.out, v);
+        let o = &mut *self.out;
+        if v >= 0 {
+            self.uint_wide(v as u64);
+        } else if v >= -128 {
+            o.extend_from_slice(&[0xd0, v as i8 as u8]);
+        } else if v >= -32_768 {
+            o.push(0xd1);
+            o.extend_from_slice(&(v as i16).to_be_bytes());
+        } else if v >= -(1 << 31) {
+            o.push(0xd2);
+            o.extend_from_slice(&(v as i32).to_be_bytes());
+        } else {
+            o.push(0xd3);
+            o.extend_from_slice(&v.to_be_bytes());
+        }
     }
 
     /// A length header past the fix-size forms: the 8-bit (when `m8` is given), 16-bit or
