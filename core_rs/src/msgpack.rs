@@ -24,7 +24,8 @@ pub fn write_compact<T: Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) -> Res
 
 /// Single values written as the serializer writes them, for hand-written encoders of hot
 /// records (`store::encode_account_into`): all inlined, where the serializer calls out for
-/// every value past a fixint.
+/// every value past a fixint. `Packer` keeps its own copies of the width rules: routing its
+/// out-of-line writers through these measured 5-14% slower merge rounds (session 26).
 #[inline(always)]
 pub fn put_uint(o: &mut Vec<u8>, v: u64) {
     if v < 128 {
